@@ -1,0 +1,42 @@
+"""RVC Studio's inference library: everything needed to convert a voice.
+
+Public API (documented in docs/api.md)::
+
+    voice = infer.load_voice("weights/alice.pth")          # Voice: .synthesizer, .sample_rate, ...
+    encoder = infer.load_content_encoder("assets/hubert/hubert_base.pt")
+    feats = encoder.extract(wav16k, voice.version)          # float32 (T, 256|768)
+    f0 = infer.compute_f0(wav16k, "rmvpe", rmvpe_path="assets/rmvpe/rmvpe.pt")
+
+Names are imported lazily so that ``import infer`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_voice": "infer.voice",
+    "Voice": "infer.voice",
+    "load_content_encoder": "infer.content",
+    "ContentEncoder": "infer.content",
+    "compute_f0": "infer.f0",
+    "coarse_f0": "infer.f0",
+    "PitchModels": "infer.f0",
+    "F0_METHODS": "infer.f0",
+    "ModelFileError": "infer.safe_load",
+    "UnsafeModelFileError": "infer.safe_load",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'infer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

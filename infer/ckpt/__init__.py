@@ -1,0 +1,1 @@
+"""Checkpoint tools: extracting small models, merging voices, reading and editing their info."""
