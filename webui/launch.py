@@ -1,0 +1,55 @@
+"""Command line of ``infer-web.py``: parse flags, build the UI, serve it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from config import Settings
+
+DEFAULT_PORT = 7865
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="infer-web.py", description="RVC Studio web UI")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    parser.add_argument("--listen", action="store_true", help="accept connections from other machines (0.0.0.0)")
+    parser.add_argument("--noautoopen", action="store_true", help="do not open the browser")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    parser.add_argument("--lang", help="UI language (en_US, zh_CN, ja_JP, ko_KR); default: the system's")
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be between 1 and 65535, got {args.port}")
+    if args.auth is not None and ":" not in args.auth:
+        parser.error("--auth takes USER:PASS")
+    return args
+
+
+def bypass_proxy_for_local_hosts() -> None:
+    """Make local requests skip any HTTP proxy (RVC FAQ Q6: the UI hangs behind a proxy otherwise)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        present = [h.strip() for h in os.environ.get(name, "").split(",") if h.strip()]
+        os.environ[name] = ",".join(present + [h for h in _LOCAL_HOSTS if h not in present])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bypass_proxy_for_local_hosts()
+    from webui.app import build_ui  # gradio is imported only when serving
+
+    app = build_ui(Settings.from_env())
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    app.queue().launch(
+        server_name="0.0.0.0" if args.listen else "127.0.0.1",
+        server_port=args.port,
+        inbrowser=not args.noautoopen,
+        auth=auth,
+        quiet=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
