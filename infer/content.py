@@ -5,13 +5,12 @@
 ``pytorch_model.bin``/``model.safetensors``) and returns a
 :class:`ContentEncoder`.  ``encoder.extract(wav16k, "v1")`` gives (T, 256)
 features (layer 9 + ``final_proj``), ``"v2"`` gives (T, 768) (layer 12), with
-T = (N - 400) // 320 + 1 for N samples.
+T = (N - 400) // 320 + 1 for N samples.  Reading the two file formats lives
+in :mod:`infer.content_formats`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from infer.content_formats import DOWNLOAD_HINT, read_fairseq_hubert, read_hf_hubert
+from infer.content_formats import safetensors_loader as _safetensors_loader
 from infer.models.hubert import Hubert, HubertConfig
-from infer.models.weight_norm import remove_all_weight_norm, rename_parametrized_keys
-from infer.safe_load import ModelFileError, load_torch_file
+from infer.models.weight_norm import remove_all_weight_norm
+from infer.safe_load import ModelFileError
 
 VERSION_OUTPUT_LAYERS = {"v1": 9, "v2": 12}
 """Transformer layer (1-based) read for each RVC model version; v1 also applies final_proj."""
-
-_DOWNLOAD_HINT = (
-    "RVC's content encoder is assets/hubert/hubert_base.pt from the Hugging Face repo lj1995/VoiceConversionWebUI"
-)
 
 
 class ContentEncoder:
@@ -126,7 +123,7 @@ class ContentEncoder:
         if self.final_dim is None:
             raise ValueError(
                 f"The content encoder '{self.source}' has no final_proj layer, which v1 models need. "
-                f"Use a v2 voice model, or {_DOWNLOAD_HINT}."
+                f"Use a v2 voice model, or {DOWNLOAD_HINT}."
             )
         return self.final_dim
 
@@ -176,16 +173,19 @@ def load_content_encoder(
     """
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"Content encoder not found: '{path}'. {_DOWNLOAD_HINT}.")
+        raise ModelFileError(f"Content encoder not found: '{path}'. {DOWNLOAD_HINT}.")
     hf_folder = _hf_folder(path)
     if hf_folder is not None:
-        network, normalize = _load_hf(hf_folder)
+        # _safetensors_loader is looked up here, at call time, so tests can stand in for a missing package.
+        source, checkpoint = hf_folder, read_hf_hubert(hf_folder, find_safetensors=_safetensors_loader)
     else:
-        network, normalize = _load_fairseq(path)
-    return ContentEncoder(network, device=device, dtype=dtype, normalize=normalize, source=path)
+        source, checkpoint = path, read_fairseq_hubert(path)
+    network = _build(source, checkpoint.config, checkpoint.state)
+    return ContentEncoder(network, device=device, dtype=dtype, normalize=checkpoint.normalize, source=path)
 
 
 def _hf_folder(path: Path) -> Path | None:
+    """The Hugging Face folder ``path`` names (the folder, or a file in it), or None for a single file."""
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelFileError(
@@ -197,167 +197,6 @@ def _hf_folder(path: Path) -> Path | None:
     if path.name in weight_names and (path.parent / "config.json").is_file():
         return path.parent
     return None
-
-
-# ---- fairseq checkpoint (RVC's hubert_base.pt) -------------------------------------------------
-
-
-def _load_fairseq(path: Path) -> tuple[Hubert, bool]:
-    checkpoint = load_torch_file(path)
-    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping) or not _looks_like_hubert(state):
-        raise ModelFileError(_not_hubert_message(path, checkpoint))
-    model_cfg, task_cfg = _fairseq_sections(path, checkpoint)
-    state = _fold_plain_pos_conv(dict(state))
-    overrides = _state_overrides(state)
-    try:
-        config = HubertConfig.from_fairseq(model_cfg, **overrides)
-    except ValueError as exc:
-        raise ModelFileError(f"Cannot use '{path}' as the content encoder: {exc}.") from exc
-    return _build(path, config, state), bool(task_cfg.get("normalize") or False)
-
-
-def _fairseq_sections(path: Path, checkpoint: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    """(model cfg, task cfg) from ``cfg`` (fairseq >= 0.10) or the older flat ``args`` namespace."""
-    cfg = checkpoint.get("cfg")
-    if isinstance(cfg, Mapping) and isinstance(cfg.get("model"), Mapping):
-        task = cfg.get("task")
-        return cfg["model"], task if isinstance(task, Mapping) else {}
-    args = checkpoint.get("args")
-    if args is not None and isinstance(getattr(args, "__dict__", None), dict):
-        return vars(args), vars(args)
-    raise ModelFileError(
-        f"'{path}' has HuBERT weights but no 'cfg' or 'args' section describing the model; "
-        f"the file is incomplete. {_DOWNLOAD_HINT}."
-    )
-
-
-# ---- Hugging Face folder ----------------------------------------------------------------------
-
-_HF_HEAD_PREFIXES = ("lm_head.", "projector.", "classifier.", "layer_weights")
-_HF_KEY_RULES = [
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-        (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_extractor.conv_layers.\1.2."),
-        (r"^feature_projection\.layer_norm\.", "layer_norm."),
-        (r"^feature_projection\.projection\.", "post_extract_proj."),
-        (r"^masked_spec_embed$", "mask_emb"),
-        (r"^encoder\.pos_conv_embed\.conv\.", "encoder.pos_conv.0."),
-        (r"^encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-        (r"^encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-        (r"^encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-        (r"^encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-    )
-]
-
-
-def hf_state_to_fairseq(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename transformers ``HubertModel`` keys to fairseq's (which our network uses).
-
-    Strips a ``hubert.`` prefix (task heads), drops head weights, maps weight-norm
-    parametrization names to ``weight_g``/``weight_v``.  ``final_proj.*``,
-    ``encoder.layer_norm.*`` and ``*.final_layer_norm.*`` keep their names.
-    """
-    state = rename_parametrized_keys(state)
-    if any(key.startswith("hubert.") for key in state):
-        state = {key[len("hubert.") :]: value for key, value in state.items() if key.startswith("hubert.")}
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith(_HF_HEAD_PREFIXES):
-            continue
-        for pattern, replacement in _HF_KEY_RULES:
-            key = pattern.sub(replacement, key)
-        renamed[key] = value
-    return renamed
-
-
-def _load_hf(folder: Path) -> tuple[Hubert, bool]:
-    hf_config = _read_json(folder / "config.json")
-    if hf_config.get("model_type") != "hubert":
-        raise ModelFileError(
-            f"'{folder / 'config.json'}' describes a {hf_config.get('model_type')!r} model; "
-            f"only HuBERT/ContentVec (model_type 'hubert') can be the content encoder. {_DOWNLOAD_HINT}."
-        )
-    state = _fold_plain_pos_conv(hf_state_to_fairseq(_read_hf_weights(folder)))
-    if not _looks_like_hubert(state):
-        raise ModelFileError(f"The weights in '{folder}' are not HuBERT weights (no conv front end or encoder).")
-    try:
-        config = HubertConfig.from_hf(hf_config, use_post_extract_proj=True, **_state_overrides(state))
-    except ValueError as exc:
-        raise ModelFileError(f"Cannot use '{folder}' as the content encoder: {exc}.") from exc
-    preprocessor = folder / "preprocessor_config.json"
-    normalize = bool(_read_json(preprocessor).get("do_normalize")) if preprocessor.is_file() else False
-    return _build(folder, config, state), normalize
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"Could not read '{path}': {exc}. Download or copy the model folder again.") from exc
-    if not isinstance(data, dict):
-        raise ModelFileError(f"'{path}' does not hold a JSON object; it is not a model config.")
-    return data
-
-
-def _safetensors_loader():
-    """``safetensors.torch.load_file``, or None when the package is not installed."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        return None
-    return load_file
-
-
-def _read_hf_weights(folder: Path) -> Mapping[str, torch.Tensor]:
-    safetensors_path, bin_path = folder / "model.safetensors", folder / "pytorch_model.bin"
-    load_safetensors = _safetensors_loader() if safetensors_path.is_file() else None
-    if load_safetensors is not None:
-        try:
-            return load_safetensors(str(safetensors_path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelFileError(f"Could not read '{safetensors_path}': {exc}. Download it again.") from exc
-    if bin_path.is_file():
-        state = load_torch_file(bin_path)
-        if not isinstance(state, Mapping):
-            raise ModelFileError(f"'{bin_path}' does not hold a state dict; download it again.")
-        return state
-    if safetensors_path.is_file():
-        raise ModelFileError(
-            f"'{safetensors_path}' needs the 'safetensors' package (pip install safetensors), "
-            "or put a pytorch_model.bin in the folder instead."
-        )
-    raise ModelFileError(f"'{folder}' has config.json but no pytorch_model.bin or model.safetensors.")
-
-
-# ---- shared -----------------------------------------------------------------------------------
-
-
-def _looks_like_hubert(state: Mapping[str, Any]) -> bool:
-    return "feature_extractor.conv_layers.0.0.weight" in state and "encoder.layers.0.fc1.weight" in state
-
-
-def _state_overrides(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Config fields only the weights tell: final_proj width and the training-only tensors."""
-    final = state.get("final_proj.weight")
-    final_dim = int(final.shape[0]) if final is not None else 0
-    labels = state.get("label_embs_concat")
-    keep_labels = labels is not None and labels.dim() == 2 and labels.shape[1] == final_dim
-    return {
-        "final_dim": final_dim,
-        "num_classes": int(labels.shape[0]) if keep_labels else 0,
-        "mask_emb": "mask_emb" in state,
-    }
-
-
-def _fold_plain_pos_conv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Exports without weight norm store ``pos_conv.0.weight``; split it into g (norm per tap) and v."""
-    weight = state.pop("encoder.pos_conv.0.weight", None)
-    if weight is not None and "encoder.pos_conv.0.weight_v" not in state:
-        state["encoder.pos_conv.0.weight_g"] = weight.float().norm(dim=(0, 1), keepdim=True)
-        state["encoder.pos_conv.0.weight_v"] = weight
-    return state
 
 
 def _build(path: Path, config: HubertConfig, state: Mapping[str, torch.Tensor]) -> Hubert:
@@ -376,20 +215,7 @@ def _build(path: Path, config: HubertConfig, state: Mapping[str, torch.Tensor]) 
         ]
         raise ModelFileError(
             f"'{path}' does not match the HuBERT layout its config describes ({'; '.join(details)}). "
-            f"The file is damaged or is a different model. {_DOWNLOAD_HINT}."
+            f"The file is damaged or is a different model. {DOWNLOAD_HINT}."
         )
     network.load_state_dict({key: value.float() for key, value in state.items()}, assign=True)
     return network
-
-
-def _not_hubert_message(path: Path, checkpoint: Any) -> str:
-    kind = "an unknown kind of file"
-    if isinstance(checkpoint, Mapping):
-        keys = {str(key) for key in checkpoint}
-        if {"weight", "config"} <= keys:
-            kind = "an RVC voice model (.pth from assets/weights)"
-        elif {"model", "optimizer", "iteration"} <= keys:
-            kind = "an RVC training checkpoint (G_/D_*.pth)"
-        elif any(key.startswith(("unet.", "fc.0.gru")) for key in keys):
-            kind = "the RMVPE pitch model (rmvpe.pt)"
-    return f"'{path}' is not a HuBERT/ContentVec checkpoint; it looks like {kind}. {_DOWNLOAD_HINT}."

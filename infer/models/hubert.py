@@ -2,8 +2,8 @@
 
 Parameter names follow fairseq's ``HubertModel`` so that RVC's
 ``hubert_base.pt`` state dict loads as is.  Every width and layer count comes
-from :class:`HubertConfig`; nothing here is tied to the base size.  File
-reading lives in :mod:`infer.content`.
+from :class:`HubertConfig`; nothing here is tied to the base size.  Reading
+files (fairseq and Hugging Face formats) lives in :mod:`infer.content_formats`.
 
 Audio is 16 kHz.  With the standard conv front end (receptive field 400
 samples, stride 320) a waveform of N samples gives (N - 400) // 320 + 1 frames.
@@ -11,10 +11,7 @@ samples, stride 320) a waveform of N samples gives (N - 400) // 320 + 1 frames.
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,42 +22,8 @@ from infer.models.weight_norm import apply_weight_norm
 ConvSpec = tuple[tuple[int, int, int], ...]
 """Conv front end as ``(channels, kernel, stride)`` per block."""
 
-BASE_CONV_FEATURE_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
-
-
-def parse_conv_feature_layers(spec: str | list | tuple) -> ConvSpec:
-    """Parse fairseq's ``conv_feature_layers`` without ``eval``.
-
-    fairseq stores the front end as a Python expression such as
-    ``"[(512,10,5)] + [(512,3,2)] * 4"``.  Only int literals, lists, tuples,
-    ``+`` and ``*`` are accepted.  Raises ``ValueError`` for anything else.
-    """
-    try:
-        value = _literal(ast.parse(spec, mode="eval").body) if isinstance(spec, str) else spec
-        layers = tuple((int(c), int(k), int(s)) for c, k, s in value)
-    except (TypeError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"conv_feature_layers {spec!r} is not a list of (channels, kernel, stride)") from exc
-    if not layers or min(min(layer) for layer in layers) < 1:
-        raise ValueError(f"conv_feature_layers {spec!r} must list positive (channels, kernel, stride) triples")
-    return layers
-
-
-def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(item) for item in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-        left, right = _literal(node.left), _literal(node.right)
-        if isinstance(node.op, ast.Mult) and isinstance(left, int) and isinstance(right, int):
-            return left * right
-        if isinstance(node.op, ast.Mult) and (isinstance(left, int) or isinstance(right, int)):
-            count = left if isinstance(left, int) else right
-            if not 0 <= count <= 64:
-                raise ValueError(f"unreasonable repeat count {count} in conv_feature_layers")
-        return left + right if isinstance(node.op, ast.Add) else left * right
-    raise ValueError(f"unsupported expression in conv_feature_layers: {ast.dump(node)[:80]}")
+BASE_CONV_LAYERS: ConvSpec = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+"""hubert_base's conv front end: receptive field 400 samples, stride 320."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +36,7 @@ class HubertConfig:
     The defaults are RVC's ``hubert_base.pt``.
     """
 
-    conv_layers: ConvSpec = parse_conv_feature_layers(BASE_CONV_FEATURE_LAYERS)
+    conv_layers: ConvSpec = BASE_CONV_LAYERS
     conv_bias: bool = False
     embed_dim: int = 768
     ffn_dim: int = 3072
@@ -121,82 +84,6 @@ class HubertConfig:
         for _, kernel, stride in self.conv_layers:
             length = (length - kernel) // stride + 1 if length >= kernel else 0
         return length
-
-    @classmethod
-    def from_fairseq(cls, model_cfg: Mapping[str, Any], **overrides: Any) -> HubertConfig:
-        """Config from fairseq's model section (``cfg["model"]`` or an old ``args``).
-
-        Missing fields take fairseq's defaults; ``overrides`` (for example
-        ``final_dim``/``num_classes`` read from the state dict) win.  Raises
-        ``ValueError`` for HuBERT variants this network does not implement.
-        """
-        get = _getter(model_cfg)
-        _require_base(get, extractor_mode="default", layer_norm_first=False, activation_fn="gelu")
-        values = {name: kind(get(key, getattr(cls, name))) for name, (key, kind) in _FAIRSEQ_FIELDS.items()}
-        values["conv_layers"] = parse_conv_feature_layers(get("conv_feature_layers", BASE_CONV_FEATURE_LAYERS))
-        values["final_dim"] = int(get("final_dim", 0)) or values["embed_dim"]
-        values["use_post_extract_proj"] = values["conv_layers"][-1][0] != values["embed_dim"]
-        return cls(**{**values, **overrides})
-
-    @classmethod
-    def from_hf(cls, hf_config: Mapping[str, Any], **overrides: Any) -> HubertConfig:
-        """Config from a transformers ``HubertConfig`` dict (``config.json``)."""
-        get = _getter(hf_config)
-        _require_base(
-            get,
-            feat_extract_norm="group",
-            do_stable_layer_norm=False,
-            feat_proj_layer_norm=True,
-            hidden_act="gelu",
-            feat_extract_activation="gelu",
-        )
-        values = {name: kind(get(key, getattr(cls, name))) for name, (key, kind) in _HF_FIELDS.items()}
-        base = HubertConfig.conv_layers
-        columns = [get(key, [layer[i] for layer in base]) for i, key in enumerate(_HF_CONV_KEYS)]
-        if len({len(column) for column in columns}) != 1:
-            raise ValueError("conv_dim, conv_kernel and conv_stride have different lengths")
-        values["conv_layers"] = parse_conv_feature_layers(list(zip(*columns)))
-        return cls(**{**values, **overrides})
-
-
-_FAIRSEQ_FIELDS = {
-    "conv_bias": ("conv_bias", bool),
-    "embed_dim": ("encoder_embed_dim", int),
-    "ffn_dim": ("encoder_ffn_embed_dim", int),
-    "num_layers": ("encoder_layers", int),
-    "num_heads": ("encoder_attention_heads", int),
-    "conv_pos": ("conv_pos", int),
-    "conv_pos_groups": ("conv_pos_groups", int),
-    "required_seq_len_multiple": ("required_seq_len_multiple", int),
-}
-_HF_FIELDS = {
-    "conv_bias": ("conv_bias", bool),
-    "embed_dim": ("hidden_size", int),
-    "ffn_dim": ("intermediate_size", int),
-    "num_layers": ("num_hidden_layers", int),
-    "num_heads": ("num_attention_heads", int),
-    "final_dim": ("classifier_proj_size", int),
-    "conv_pos": ("num_conv_pos_embeddings", int),
-    "conv_pos_groups": ("num_conv_pos_embedding_groups", int),
-    "layer_norm_eps": ("layer_norm_eps", float),
-}
-_HF_CONV_KEYS = ("conv_dim", "conv_kernel", "conv_stride")
-
-
-def _getter(section: Mapping[str, Any]):
-    def get(key: str, default: Any) -> Any:
-        value = section.get(key)
-        return default if value is None else value
-
-    return get
-
-
-def _require_base(get, **wanted: Any) -> None:
-    """Refuse variants (large/pre-LN HuBERT, other activations) this network does not implement."""
-    for key, value in wanted.items():
-        found = get(key, value)
-        if found != value:
-            raise ValueError(f"{key}={found!r} is not supported; only HuBERT-base style models ({key}={value!r})")
 
 
 def _gelu_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -402,3 +289,4 @@ def _frame_padding_mask(sample_mask: torch.Tensor, frames: int) -> torch.Tensor:
     """(B, N) sample mask -> (B, frames): a frame is padding if all its samples are (fairseq's rule)."""
     usable = sample_mask.shape[1] - sample_mask.shape[1] % frames
     return sample_mask[:, :usable].reshape(sample_mask.shape[0], frames, -1).all(-1)
+

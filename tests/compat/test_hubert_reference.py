@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from infer.content import load_content_encoder
-from infer.models.hubert import Hubert, HubertConfig
+from infer.content_formats import hubert_config_from_fairseq
+from infer.models.hubert import Hubert
 from infer.safe_load import load_torch_file
 from infer.testing.hubert import fairseq_state_to_hf, save_hf_hubert
 from tests.conftest import fixture_path
@@ -117,7 +118,7 @@ def _manifest_keys(path) -> tuple[dict, dict[str, tuple[int, ...]]]:
 
 
 def _network_keys(manifest: dict) -> dict[str, tuple[int, ...]]:
-    config = HubertConfig.from_fairseq(manifest["cfg_model"], num_classes=manifest["task_state"]["dictionary_len"])
+    config = hubert_config_from_fairseq(manifest["cfg_model"], num_classes=manifest["task_state"]["dictionary_len"])
     with torch.device("meta"):
         network = Hubert(config)
     return {name: tuple(value.shape) for name, value in network.state_dict().items()}

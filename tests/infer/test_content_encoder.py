@@ -14,7 +14,8 @@ import torch
 import infer.content as content
 import infer.testing.hubert as tiny
 from infer.content import ContentEncoder, load_content_encoder
-from infer.models.hubert import Hubert, HubertConfig, parse_conv_feature_layers
+from infer.content_formats import parse_conv_feature_layers
+from infer.models.hubert import Hubert, HubertConfig
 from infer.models.weight_norm import remove_all_weight_norm
 from infer.safe_load import FairseqDictionary, ModelFileError, load_torch_file
 
