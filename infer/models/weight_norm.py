@@ -28,22 +28,27 @@ def _norm_except_dim(v: torch.Tensor, dim: int) -> torch.Tensor:
     return v.norm(p=2, dim=dims, keepdim=True)
 
 
-class _WeightNormHook:
-    """Computes ``weight`` before each forward and drops it afterwards.
+_WEIGHT_NORM_CLASSES: dict[type, type] = {}
 
-    Dropping it keeps the module deep-copyable and picklable (a computed,
-    non-leaf tensor in ``__dict__`` is neither).
+
+def _weight_norm_class(base: type) -> type:
+    """A subclass of ``base`` whose ``weight`` is computed from ``weight_g``/``weight_v`` on access.
+
+    Computing it in a property keeps the module free of per-call state, so one
+    module can serve several threads at once.  The class is registered in this
+    module under a stable name so that such modules can still be pickled.
     """
+    cls = _WEIGHT_NORM_CLASSES.get(base)
+    if cls is None:
+        name = f"WeightNorm{base.__name__}"
 
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
+        def weight(self: nn.Module) -> torch.Tensor:
+            return torch._weight_norm(self.weight_v, self.weight_g, self._weight_norm_dim)
 
-    def __call__(self, module: nn.Module, _inputs: object) -> None:
-        module.weight = torch._weight_norm(module.weight_v, module.weight_g, self.dim)
-
-    @staticmethod
-    def drop(module: nn.Module, _inputs: object, _output: object) -> None:
-        module.__dict__.pop("weight", None)
+        cls = type(name, (base,), {"weight": property(weight), "__module__": __name__})
+        globals()[name] = cls
+        _WEIGHT_NORM_CLASSES[base] = cls
+    return cls
 
 
 def apply_weight_norm(module: nn.Module, dim: int = 0) -> nn.Module:
@@ -56,28 +61,24 @@ def apply_weight_norm(module: nn.Module, dim: int = 0) -> nn.Module:
     del module._parameters["weight"]
     module.register_parameter("weight_g", nn.Parameter(_norm_except_dim(weight, dim).detach()))
     module.register_parameter("weight_v", nn.Parameter(weight.detach()))
-    hook = _WeightNormHook(dim)
-    handles = (module.register_forward_pre_hook(hook), module.register_forward_hook(hook.drop))
-    module._rvc_weight_norm = (hook, handles)
+    module._weight_norm_dim = dim
+    module.__class__ = _weight_norm_class(type(module))
     return module
 
 
 def has_weight_norm(module: nn.Module) -> bool:
-    return hasattr(module, "_rvc_weight_norm")
+    return type(module) in _WEIGHT_NORM_CLASSES.values()
 
 
 def remove_weight_norm(module: nn.Module) -> nn.Module:
     """Fold ``weight_g``/``weight_v`` into a plain ``weight`` (for fast inference)."""
-    hook, handles = module._rvc_weight_norm
     with torch.no_grad():
-        weight = torch._weight_norm(module.weight_v, module.weight_g, hook.dim)
-    for handle in handles:
-        handle.remove()
-    del module._rvc_weight_norm
+        weight = module.weight.detach().clone()
+    module.__class__ = type(module).__mro__[1]
     del module._parameters["weight_g"]
     del module._parameters["weight_v"]
-    module.__dict__.pop("weight", None)
-    module.weight = nn.Parameter(weight.detach())
+    del module._weight_norm_dim
+    module.weight = nn.Parameter(weight)
     return module
 
 
