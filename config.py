@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from infer.assets import asset_path
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -46,8 +48,8 @@ class Settings:
 
     @property
     def hubert_path(self) -> Path:
-        return self.assets_dir / "hubert" / "hubert_base.pt"
+        return asset_path("hubert_base", root=self.assets_dir)
 
     @property
     def rmvpe_path(self) -> Path:
-        return self.assets_dir / "rmvpe" / "rmvpe.pt"
+        return asset_path("rmvpe", root=self.assets_dir)

@@ -86,10 +86,6 @@ class SynthesizerConfig:
         """Output samples per feature frame (= product of the upsample rates)."""
         return math.prod(self.upsample_rates)
 
-    @property
-    def version(self) -> str:
-        return "v1" if self.feature_dim == 256 else "v2"
-
     def to_rvc_list(self) -> list[Any]:
         """The 18-item list RVC stores in ``config`` (plain ints, strs and lists)."""
         return [

@@ -101,9 +101,10 @@ def rename_parametrized_keys(state: Mapping[str, torch.Tensor]) -> dict[str, tor
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.endswith(_PARAM_G):
-            key = key[: -len(_PARAM_G)] + ".weight_g"
-        elif key.endswith(_PARAM_V):
-            key = key[: -len(_PARAM_V)] + ".weight_v"
+        for suffix, legacy in ((_PARAM_G, "weight_g"), (_PARAM_V, "weight_v")):
+            if key == suffix[1:]:
+                key = legacy
+            elif key.endswith(suffix):
+                key = key[: -len(suffix)] + "." + legacy
         out[key] = value
     return out
