@@ -72,6 +72,8 @@ def has_weight_norm(module: nn.Module) -> bool:
 
 def remove_weight_norm(module: nn.Module) -> nn.Module:
     """Fold ``weight_g``/``weight_v`` into a plain ``weight`` (for fast inference)."""
+    if not has_weight_norm(module):
+        raise ValueError(f"{type(module).__name__} has no weight norm to remove")
     with torch.no_grad():
         weight = module.weight.detach().clone()
     module.__class__ = type(module).__mro__[1]

@@ -52,8 +52,9 @@ def test_remove_folds_the_weight():
     assert has_weight_norm(conv) and remove_all_weight_norm(nn.Sequential(conv)) == 1
     assert type(conv) is nn.Conv1d and set(conv.state_dict()) == {"weight", "bias"}
     assert torch.allclose(conv(x), before, atol=1e-6)
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValueError, match="no weight norm"):
         remove_weight_norm(conv)
+    assert type(conv) is nn.Conv1d
 
 
 def test_copy_pickle_and_threads():
