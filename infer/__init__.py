@@ -7,6 +7,10 @@ Public API (documented in docs/api.md)::
     feats = encoder.extract(wav16k, voice.version)          # float32 (T, 256|768)
     f0 = infer.compute_f0(wav16k, "rmvpe", rmvpe_path="assets/rmvpe/rmvpe.pt")
 
+    cache = infer.ModelCache()                              # loaded models, shared by conversions
+    job = infer.prepare("weights/alice.pth", cache, infer.ConvertParams(key=3), index="logs/alice/added_x.index")
+    infer.convert_file(job, "song.mp3", "out/song.flac")
+
 Names are imported lazily so that ``import infer`` stays cheap.
 """
 
@@ -24,6 +28,15 @@ _LAZY = {
     "coarse_f0": "infer.f0",
     "PitchModels": "infer.f0",
     "F0_METHODS": "infer.f0",
+    "ModelCache": "infer.cache",
+    "ConvertParams": "infer.params",
+    "ConversionResult": "infer.params",
+    "prepare": "infer.convert",
+    "convert_array": "infer.convert",
+    "convert_file": "infer.convert",
+    "ConversionError": "infer.convert",
+    "AudioFileError": "infer.audio",
+    "FeatureIndex": "infer.retrieval",
     "ModelFileError": "infer.safe_load",
     "UnsafeModelFileError": "infer.safe_load",
 }
