@@ -12,6 +12,19 @@ from typing import Any
 import torch
 
 
+def _default_file_mode() -> int:
+    """Mode a plain ``open(..., "w")`` would give: 0o666 minus the umask."""
+    try:  # Linux exposes the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere read it by setting it (briefly)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
@@ -28,6 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

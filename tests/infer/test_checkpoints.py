@@ -135,3 +135,15 @@ def test_wrong_kind_errors_say_what_to_do(tmp_path):
     with pytest.raises(ModelFileError, match="not an RVC voice model"):
         read_small_model(other)
     assert file_kind([1, 2]) == "unknown"
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from infer.atomic import atomic_write_text
+
+    path = atomic_write_text("x", tmp_path / "a.txt")
+    plain = tmp_path / "b.txt"
+    plain.write_text("x")
+    assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
