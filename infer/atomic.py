@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _default_file_mode() -> int:
     """Mode a plain ``open(..., "w")`` would give: 0o666 minus the umask."""
@@ -49,6 +47,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through :func:`atomic_path`; returns ``path``."""
+    import torch  # imported here so that importing this module stays cheap (worker processes)
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
