@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from train.experiment import ExperimentPaths
 from train.preprocess import (
     OVERLAP_SECONDS,
     PIECE_SECONDS,
-    REPORT_NAME,
     PreprocessReport,
 )
 
@@ -133,13 +133,12 @@ def check_dataset(exp_dir: str | os.PathLike, sample_rate: int, report: Preproce
     without one, dropped pieces and clipping are unknown and the usable time is
     estimated from the piece lengths.
     """
-    from train.experiment import ExperimentPaths  # imports torch; this module stays cheap to import
 
     paths = ExperimentPaths(Path(exp_dir))
     warnings: list[str] = []
-    if report is None and (paths.root / REPORT_NAME).is_file():
+    if report is None and paths.preprocess_report.is_file():
         try:
-            report = PreprocessReport.load(paths.root / REPORT_NAME)
+            report = PreprocessReport.loadpaths.preprocess_report
         except ValueError as exc:
             warnings.append(str(exc))
     found = _scan_pieces(paths.gt_wavs, sample_rate)

@@ -50,6 +50,7 @@ class ExperimentPaths:
     train_log = property(lambda self: self.root / "train.log")
     metrics = property(lambda self: self.root / "metrics.jsonl")
     preprocess_log = property(lambda self: self.root / "preprocess.log")
+    preprocess_report = property(lambda self: self.root / "preprocess_report.json")
     extract_log = property(lambda self: self.root / "extract_f0_feature.log")
     stop_file = property(lambda self: self.root / "STOP")
 
