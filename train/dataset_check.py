@@ -138,7 +138,7 @@ def check_dataset(exp_dir: str | os.PathLike, sample_rate: int, report: Preproce
     warnings: list[str] = []
     if report is None and paths.preprocess_report.is_file():
         try:
-            report = PreprocessReport.loadpaths.preprocess_report
+            report = PreprocessReport.load(paths.preprocess_report)
         except ValueError as exc:
             warnings.append(str(exc))
     found = _scan_pieces(paths.gt_wavs, sample_rate)
