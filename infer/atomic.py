@@ -49,8 +49,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through :func:`atomic_path`; returns ``path``."""
     import torch  # imported here so that importing this module stays cheap (worker processes)
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)  # a file object: the archive's inner folder is "archive", not the temp name
     return Path(path)
 
 
