@@ -216,7 +216,7 @@ def read_checkpoint(path: str | Path) -> TrainCheckpoint:
     learning_rate = obj.get("learning_rate")
     return TrainCheckpoint(
         model=normalize_state_dict(obj["model"]),
-        iteration=int(obj.get("iteration", 1) or 1),
+        iteration=int(obj["iteration"]) if obj.get("iteration") is not None else 1,
         optimizer=obj.get("optimizer"),
         learning_rate=float(learning_rate) if learning_rate is not None else 1e-4,
         extra={k: v for k, v in obj.items() if k not in _CHECKPOINT_KEYS},
