@@ -113,11 +113,11 @@ def check_input(audio: np.ndarray, source: str = "the input") -> None:
     """Refuse inputs that cannot give a useful result: too short, silent, or not finite."""
     seconds = audio.shape[0] / SR_16K
     if seconds < MIN_SECONDS:
-        raise ConversionError(f"{source} is too short ({seconds:.2f} s); at least {MIN_SECONDS} s of audio is needed.")
+        raise ConversionError(f"{source} is too short ({seconds:.2f} s); at least {MIN_SECONDS} s of audio is needed. Check that the right file was chosen.")
     if not np.isfinite(audio).all():
         raise ConversionError(f"{source} contains invalid (NaN or infinite) samples.")
     if np.abs(audio).max() < SILENCE_PEAK:
-        raise ConversionError(f"{source} is silent (nothing above −80 dBFS); there is no voice to convert.")
+        raise ConversionError(f"{source} is silent (nothing above −80 dBFS); there is no voice to convert. Check that the right file was chosen.")
 
 
 def resolve_key(job: Conversion, f0: np.ndarray) -> float:

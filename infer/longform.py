@@ -1,7 +1,8 @@
 """Long inputs with flat memory: the same pipeline, worked through block by block.
 
 RVC holds the whole input and output in memory.  Here a long file is decoded
-and high-passed into a temporary float32 file (phase 1), converted in blocks
+and high-passed into a temporary float64 file (phase 1: float64 like the
+whole-input path, so the quiet-point cuts land on the same samples), converted in blocks
 of whole segments — cut at the same quiet points the whole-input path uses —
 while the loudness envelope and resampling run as streams (phase 2), and the
 result is scaled to int16 and encoded (phase 3).  Memory depends on the block
@@ -42,7 +43,7 @@ READ_BLOCK = 30 * SR_16K
 
 
 class FilteredAudio:
-    """High-passed 16 kHz audio in a temporary raw float32 file, read back by range."""
+    """High-passed 16 kHz audio in a temporary raw float64 file, read back by range."""
 
     def __init__(self, path: Path, length: int, scale: float) -> None:
         self.path, self.length, self.scale = path, length, scale
@@ -51,9 +52,9 @@ class FilteredAudio:
         """Samples ``[start, stop)`` (clipped to the file) as float64, peak-scaled."""
         start, stop = max(start, 0), min(stop, self.length)
         with open(self.path, "rb") as handle:
-            handle.seek(4 * start)
-            data = np.fromfile(handle, dtype=np.float32, count=max(stop - start, 0))
-        return data.astype(np.float64) * self.scale
+            handle.seek(8 * start)
+            data = np.fromfile(handle, dtype=np.float64, count=max(stop - start, 0))
+        return data * self.scale
 
     def reflect_read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``[start, stop)`` of the signal reflected at both ends (``np.pad(..., "reflect")``)."""
@@ -79,7 +80,7 @@ def _filter_to_file(
                 lo = max(written - FILTER_MARGIN, 0)
                 hi = stop if final else min(stop + FILTER_MARGIN, buffer_start + buffer.shape[0])
                 filtered = highpass(buffer[lo - buffer_start : hi - buffer_start])
-                chunk = filtered[written - lo : stop - lo].astype(np.float32)
+                chunk = filtered[written - lo : stop - lo]
                 chunk.tofile(out)
                 if auto_key and chunk.shape[0] >= SR_16K:
                     f0_parts.append(compute_f0(chunk, "pm"))
@@ -138,7 +139,7 @@ def convert_long(
     times = StageTimes()
     params, voice, sizes = job.params, job.voice, job.sizes
     with tempfile.TemporaryDirectory(prefix="rvc-studio-") as tmp:
-        filtered_path, output_path = Path(tmp) / "input.f32", Path(tmp) / "output.f32"
+        filtered_path, output_path = Path(tmp) / "input.f64", Path(tmp) / "output.f32"
         _report(progress, 0.0, "decoding")
         with times.measure("decode"):
             length, peak, f0_parts = _filter_to_file(source, filtered_path, cancel, params.auto_key and voice.use_f0)
