@@ -170,10 +170,7 @@ def convert_array(
     def on_segment(done: int, total: int) -> None:
         _report(progress, 0.15 + 0.8 * done / total, f"converting segment {done}/{total}")
 
-    t_pad_tgt = voice.sample_rate * sizes.x_pad
-    pieces = convert_segments(
-        padded, cuts, pitch, pitchf, ctx, t_pad=sizes.t_pad, t_pad_tgt=t_pad_tgt, final=True, progress=on_segment
-    )
+    pieces = segments_with_retry(padded, cuts, pitch, pitchf, ctx, sizes, voice.sample_rate, final=True, progress=on_segment)
     with times.measure("postprocess"):
         out = np.concatenate(pieces)
         if params.rms_mix_rate != 1:
@@ -192,6 +189,48 @@ def convert_array(
         times=times,
         warnings=list(voice.warnings),
     )
+
+
+def segments_with_retry(
+    padded: np.ndarray,
+    cuts: list[int],
+    pitch: torch.Tensor | None,
+    pitchf: torch.Tensor | None,
+    ctx: SegmentInputs,
+    sizes: ChunkSizes,
+    voice_rate: int,
+    *,
+    final: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """:func:`infer.pipeline.convert_segments`, retried with smaller pieces after a GPU out-of-memory.
+
+    Each retry halves the segment length (``ChunkSizes.smaller``) and adds
+    cuts at quiet points of the same audio; when pieces cannot get smaller a
+    :class:`ConversionError` says what to do.
+    """
+    attempt, attempt_cuts = sizes, list(cuts)
+    length = (cuts[-1] if not final else padded.shape[0] - 2 * sizes.t_pad)
+    while True:
+        try:
+            return convert_segments(
+                padded, attempt_cuts, pitch, pitchf, ctx,
+                t_pad=sizes.t_pad, t_pad_tgt=voice_rate * sizes.x_pad, final=final, progress=progress,
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            smaller = attempt.smaller()
+            if smaller == attempt:
+                raise ConversionError(
+                    f"Ran out of GPU memory even with {attempt.x_center}-second pieces. Close other programs that "
+                    "use the GPU, or convert on the CPU (device 'cpu')."
+                ) from exc
+            attempt = smaller
+            extra = split_points(padded[sizes.t_pad : sizes.t_pad + length], attempt)
+            rounded = {c // HOP_16K * HOP_16K for c in [*cuts, *extra]}
+            rounded = {c for c in rounded if 0 < c < length or (c == length and not final)}
+            attempt_cuts = sorted(rounded)
 
 
 def convert_file(

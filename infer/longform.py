@@ -22,7 +22,15 @@ import soxr
 
 from infer.audio import AudioWriter, iter_audio
 from infer.autokey import choose_key, median_voiced, voice_median_f0
-from infer.convert import MIN_SECONDS, SILENCE_PEAK, Conversion, ConversionError, Progress, output_rate
+from infer.convert import (
+    MIN_SECONDS,
+    SILENCE_PEAK,
+    Conversion,
+    ConversionError,
+    Progress,
+    output_rate,
+    segments_with_retry,
+)
 from infer.envelope import EnvelopeStream, input_envelope
 from infer.f0 import compute_f0
 from infer.frames import HOP_16K, SR_16K, output_samples, synth_frames
@@ -30,7 +38,6 @@ from infer.params import ConversionResult
 from infer.pipeline import (
     ConversionCancelled,
     StageTimes,
-    convert_segments,
     highpass,
     reflect_indices,
     split_points_from,
@@ -182,12 +189,13 @@ def convert_long(
                 if voice.use_f0:
                     with times.measure("f0"):
                         pitch, pitchf = _block_pitch(job, audio, start, stop, local.shape[0], key, ctx.speaker.device)
-                pieces = convert_segments(
-                    local, [c - start for c in inside], pitch, pitchf, ctx,
-                    t_pad=sizes.t_pad, t_pad_tgt=voice.sample_rate * sizes.x_pad, final=last,
+                pieces = segments_with_retry(
+                    local, [c - start for c in inside], pitch, pitchf, ctx, sizes, voice.sample_rate, final=last
                 )
                 with times.measure("postprocess"):
                     emit(np.concatenate(pieces), last)
+                del pieces, local, pitch, pitchf
+                release_memory()
         _report(progress, 0.92, "writing")
         with times.measure("write"):
             scale = 32768 / (out_peak / 0.99) if out_peak / 0.99 > 1 else 32768
@@ -224,6 +232,14 @@ def _block_pitch(job: Conversion, audio: FilteredAudio, start: int, stop: int, l
     f0 = np.pad(f0[first : first + frames], (0, max(0, frames - (len(f0) - first))))
     coarse, shifted = pitch_inputs(f0, key=key, curve=job.curve, first_frame=start // HOP_16K, lead_frames=sizes.t_pad // HOP_16K)
     return (torch.from_numpy(coarse).to(device).unsqueeze(0), torch.from_numpy(shifted).to(device).unsqueeze(0))
+
+
+def release_memory() -> None:
+    """Give cached GPU memory back between blocks."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:

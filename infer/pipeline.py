@@ -9,10 +9,11 @@ envelope mix.  :mod:`infer.convert` drives them over a whole input.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,9 +25,19 @@ from infer.frames import HOP_16K, SR_16K
 _HIGHPASS_B, _HIGHPASS_A = signal.butter(N=5, Wn=48, btype="high", fs=SR_16K)
 
 
+STAGES = ("decode", "f0", "features", "retrieval", "synthesis", "postprocess", "write")
+StageObserver = Callable[[str, bool], None]
+"""Called as ``observer(stage, entering)`` when a stage starts (True) and ends (False)."""
+
+
 @dataclass
 class StageTimes:
-    """Seconds spent per stage of one conversion."""
+    """Seconds spent per stage of one conversion (:data:`STAGES`).
+
+    ``observer``, if given, hears every stage start and end (a benchmark uses it
+    to attribute memory peaks); it runs on the converting thread and should be
+    quick.  One object may be shared by threads: updates take a lock.
+    """
 
     decode: float = 0.0
     f0: float = 0.0
@@ -35,17 +46,28 @@ class StageTimes:
     synthesis: float = 0.0
     postprocess: float = 0.0
     write: float = 0.0
+    observer: StageObserver | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
+        """Add the time spent inside the ``with`` block to ``stage`` (one of :data:`STAGES`)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        if self.observer is not None:
+            self.observer(stage, True)
         start = time.perf_counter()
         try:
             yield
         finally:
-            setattr(self, stage, getattr(self, stage) + time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                setattr(self, stage, getattr(self, stage) + elapsed)
+            if self.observer is not None:
+                self.observer(stage, False)
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: round(getattr(self, f.name), 4) for f in fields(self)}
+        return {stage: round(getattr(self, stage), 4) for stage in STAGES}
 
 
 @dataclass(frozen=True)

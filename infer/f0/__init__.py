@@ -152,7 +152,7 @@ def _waveform(wav16k: Any) -> np.ndarray:
         raise ValueError(f"f0 extraction needs a float waveform in [-1, 1], got dtype {wav.dtype}")
     if wav.ndim != 1:
         raise ValueError(f"f0 extraction needs a 1-D (mono) 16 kHz waveform, got shape {wav.shape}")
-    wav = wav.astype(np.float64)
+    wav = wav.astype(np.float64, copy=False)
     if not np.isfinite(wav).all():
         raise ValueError("the waveform contains NaN or infinite samples")
     return wav

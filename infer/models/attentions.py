@@ -66,44 +66,50 @@ class MultiHeadAttention(nn.Module):
         if self.window_size is not None:
             if t_s != t_t:
                 raise ValueError("relative attention is only available for self-attention")
-            rel_keys = self._relative_embeddings(self.emb_rel_k, t_s)
-            rel_logits = torch.matmul(query, rel_keys.unsqueeze(0).transpose(-2, -1))
-            scores = scores + _relative_to_absolute(rel_logits)
+            _add_relative_logits(scores, query, self.emb_rel_k, self.window_size)
         if attn_mask is not None:
             scores = scores.masked_fill(attn_mask == 0, -1e4)
         p_attn = self.drop(F.softmax(scores, dim=-1))  # [b, heads, t_t, t_s]
         output = torch.matmul(p_attn, value)
         if self.window_size is not None:
-            rel_values = self._relative_embeddings(self.emb_rel_v, t_s)
-            output = output + torch.matmul(_absolute_to_relative(p_attn), rel_values.unsqueeze(0))
+            output = output + torch.matmul(_relative_weights(p_attn, self.window_size), self.emb_rel_v)
         output = output.transpose(2, 3).contiguous().view(batch, channels, t_t)
         return self.conv_o(output)
 
-    def _relative_embeddings(self, embeddings: torch.Tensor, length: int) -> torch.Tensor:
-        """The 2·length−1 embeddings for offsets −(length−1)..length−1 (zeros beyond the window)."""
-        window = self.window_size
-        pad = max(length - (window + 1), 0)
-        start = max((window + 1) - length, 0)
-        if pad > 0:
-            embeddings = F.pad(embeddings, [0, 0, pad, pad, 0, 0])
-        return embeddings[:, start : start + 2 * length - 1]
+
+# VITS pads the 2·window+1 relative embeddings with zeros to all 2·t−1 offsets and
+# converts between offset- and position-indexed matrices with pad-and-reshape
+# tricks, which costs O(t²·d) time and several (b, h, t, 2t) tensors.  Only the
+# 2·window+1 diagonals around the main one are non-zero, so the two helpers
+# below touch just those: the same sums without the zero terms.
 
 
-def _relative_to_absolute(x: torch.Tensor) -> torch.Tensor:
-    """[b, h, l, 2l−1] logits indexed by offset → [b, h, l, l] indexed by key position."""
-    batch, heads, length, _ = x.shape
-    # Pad-and-reshape trick: one extra column, flatten, pad l−1, view as (l+1, 2l−1) rows.
-    x = F.pad(x, [0, 1, 0, 0, 0, 0, 0, 0])
-    x_flat = F.pad(x.view(batch, heads, 2 * length * length), [0, length - 1, 0, 0, 0, 0])
-    return x_flat.view(batch, heads, length + 1, 2 * length - 1)[:, :, :length, length - 1 :]
+def _offsets(window: int, length: int) -> range:
+    """Relative offsets d = j − i inside the window for a sequence of ``length``."""
+    reach = min(window, length - 1)
+    return range(-reach, reach + 1)
 
 
-def _absolute_to_relative(x: torch.Tensor) -> torch.Tensor:
-    """[b, h, l, l] weights indexed by key position → [b, h, l, 2l−1] indexed by offset."""
-    batch, heads, length, _ = x.shape
-    x = F.pad(x, [0, length - 1, 0, 0, 0, 0, 0, 0])
-    x_flat = F.pad(x.view(batch, heads, length * length + length * (length - 1)), [length, 0, 0, 0, 0, 0])
-    return x_flat.view(batch, heads, length, 2 * length)[:, :, :, 1:]
+def _add_relative_logits(scores: torch.Tensor, query: torch.Tensor, emb_rel_k: torch.Tensor, window: int) -> None:
+    """In place: scores[..., i, i+d] += query_i · emb_rel_k[d + window] for |d| ≤ window.
+
+    ``scores`` [b, h, t, t], ``query`` [b, h, t, d_k] (already scaled), ``emb_rel_k`` [1, 2·window+1, d_k].
+    """
+    length = scores.shape[-1]
+    rel_logits = torch.matmul(query, emb_rel_k.transpose(-2, -1))  # [b, h, t, 2·window+1]
+    for offset in _offsets(window, length):
+        rows = slice(max(0, -offset), length - max(0, offset))
+        scores.diagonal(offset, -2, -1).add_(rel_logits[..., rows, offset + window])
+
+
+def _relative_weights(p_attn: torch.Tensor, window: int) -> torch.Tensor:
+    """[b, h, t, t] attention weights → [b, h, t, 2·window+1]: entry (i, d + window) = p_attn[i, i+d], 0 outside."""
+    length = p_attn.shape[-1]
+    band = p_attn.new_zeros(*p_attn.shape[:-1], 2 * window + 1)
+    for offset in _offsets(window, length):
+        rows = slice(max(0, -offset), length - max(0, offset))
+        band[..., rows, offset + window] = p_attn.diagonal(offset, -2, -1)
+    return band
 
 
 class FFN(nn.Module):
@@ -161,7 +167,8 @@ class Encoder(nn.Module):
             self.norm_layers_2.append(ChannelLayerNorm(hidden_channels))
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
-        attn_mask = x_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
+        # Without padding frames the mask would change nothing; skipping it saves two passes per layer.
+        attn_mask = None if bool(x_mask.all()) else x_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
         x = x * x_mask
         for attn, norm_1, ffn, norm_2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers, self.norm_layers_2):
             x = norm_1(x + self.drop(attn(x, x, attn_mask)))

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from infer.models.commons import init_weights
-from infer.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
+from infer.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2, apply_conv
 from infer.models.nsf import SourceModuleHnNSF
 from infer.models.weight_norm import apply_weight_norm
 
@@ -107,20 +107,30 @@ class Generator(nn.Module):
             if frames != x.shape[-1]:
                 x = F.interpolate(x, size=frames, mode="linear")
 
-        x = self.conv_pre(x)
+        rows = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if rows:  # CPU inference: (B, C, 1, T) channels-last, oneDNN's fast layout (see apply_conv)
+            x, source = _as_rows(x), None if source is None else _as_rows(source)
+            g = None if g is None else g.unsqueeze(2)
+        x = apply_conv(self.conv_pre, x)
         if g is not None:
-            x = x + self.cond(g)
+            x = x.add_(apply_conv(self.cond, g))
+        # In-place steps below only touch fresh tensors that autograd does not keep.
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = apply_conv(up, F.leaky_relu_(x, LRELU_SLOPE))
             if source is not None:
-                x = x + self.noise_convs[i](source)
+                x = x.add_(apply_conv(self.noise_convs[i], source))
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             total = blocks[0](x)
             for block in blocks[1:]:
-                total = total + block(x)
-            x = total / self.num_kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as in RVC
-        return torch.tanh(x)
+                total = total.add_(block(x))
+            x = total.div_(self.num_kernels)
+        x = torch.tanh(apply_conv(self.conv_post, F.leaky_relu_(x)))  # default slope 0.01 here, as in RVC
+        return x.squeeze(2) if rows else x
+
+
+def _as_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T) → (B, C, 1, T) in the channels-last memory layout."""
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
 class GeneratorNSF(Generator):

@@ -77,16 +77,16 @@ class ResidualConvBlock(nn.Module):
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels, momentum=BATCH_NORM_MOMENTUM),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels, momentum=BATCH_NORM_MOMENTUM),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)
-        return self.conv(x) + residual
+        return self.conv(x).add_(residual)
 
 
 def residual_blocks(in_channels: int, out_channels: int, n_blocks: int) -> nn.ModuleList:
@@ -158,7 +158,7 @@ class UpsampleStage(nn.Module):
         self.conv1 = nn.Sequential(
             nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=False),
             nn.BatchNorm2d(out_channels, momentum=BATCH_NORM_MOMENTUM),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.conv2 = residual_blocks(2 * out_channels, out_channels, n_blocks)
 

@@ -28,7 +28,7 @@ RUNS = {  # run -> (skip_head, return_length, return_length2)
     "zero_noise_skip_resample": (40, 100, 110),
 }
 LATENT_ATOL = 1e-4  # m_p, logs_p, z_p, z: README's atol, plus float32's relative step on values up to ±10
-LATENT_RTOL = 1e-5
+LATENT_RTOL = 3e-5  # 1e-5 held on the Intel CPU the fixtures were first checked on; on an AMD EPYC oneDNN picks other kernels and z differed by up to 1.6e-4
 AUDIO_ATOL = {"rvc_v2_f0_40k": 1e-5, "rvc_v1_nof0_48k": 2e-6}  # the v1 model's output is small
 CLASSIC_SINEGEN_ATOL = 2e-6  # older SineGen rounds differently (README: up to ~1.1e-6)
 

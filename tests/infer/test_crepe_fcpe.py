@@ -290,7 +290,7 @@ def test_fcpe_chunked_matches_one_shot(tiny_fcpe_path):
     wav = tone(250, 1.5) + tone(90, 1.5, seed=2)
     whole = FcpePredictor(weights_path=tiny_fcpe_path)
     chunked = FcpePredictor(weights_path=tiny_fcpe_path, chunk_frames=16)
-    np.testing.assert_array_equal(chunked.mel(wav), whole.mel(wav))
+    np.testing.assert_allclose(chunked.mel(wav), whole.mel(wav), atol=2e-6)  # FFT size per piece: last-bit rounding
     np.testing.assert_allclose(chunked.latent(wav), whole.latent(wav), atol=1e-5)
     f0_whole, f0_chunked = whole.model_f0(wav), chunked.model_f0(wav)
     np.testing.assert_array_equal(f0_chunked > 0, f0_whole > 0)
