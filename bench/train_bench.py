@@ -6,7 +6,8 @@ exactly as ``train.loop.fit`` runs it (``train.step.train_step``, fp32):
     python bench/train_bench.py                       # batch 1 and 4, 3 timed steps each
     python bench/train_bench.py --batch-sizes 1 --steps 5 --threads 2 --no-write
 
-The result table is printed and written to ``docs/benchmarks-training.md``.
+The result is printed and written to ``bench/.cache/train_bench.md`` (its text is the
+"Training" section of ``docs/benchmarks.md``, one heading level up).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each random training item")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks-training.md")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / ".cache" / "train_bench.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.threads:

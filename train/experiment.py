@@ -208,6 +208,19 @@ class ExperimentConfig:
             raise ExperimentError(f"Could not read the experiment config '{path}': {exc}") from exc
 
 
+def check_same_settings(stored: ExperimentConfig, version: str, sample_rate: int | str, use_f0: bool) -> None:
+    """Refuse (ExperimentError) a request for another version, rate or pitch setting than ``stored``'s."""
+    rate = sample_rate_from_tag(sample_rate)
+    if (stored.version, stored.sample_rate, stored.use_f0) == (version, rate, bool(use_f0)):
+        return
+    wanted = f"{version} {tag_from_sample_rate(rate)} {'with' if use_f0 else 'without'} pitch guidance"
+    raise ExperimentError(
+        f"Experiment '{stored.name}' was set up for {stored.describe()}, but this run asks for {wanted}. "
+        f"Use a new experiment name (the pieces, pitch and feature files can be reused: "
+        f"`python -m train reuse --from {stored.name} --to NEW_NAME`), or delete the experiment folder to start over."
+    )
+
+
 def open_experiment(logs_dir: Path, wanted: ExperimentConfig) -> ExperimentConfig:
     """The experiment's config: ``wanted`` on the first run (written), else the stored one.
 
@@ -219,10 +232,8 @@ def open_experiment(logs_dir: Path, wanted: ExperimentConfig) -> ExperimentConfi
         wanted.save(paths.config)
         return wanted
     stored = ExperimentConfig.load(paths.config)
-    if (stored.version, stored.sample_rate, stored.use_f0) != (wanted.version, wanted.sample_rate, wanted.use_f0):
-        raise ExperimentError(
-            f"Experiment '{wanted.name}' was set up for {stored.describe()}, but this run asks for "
-            f"{wanted.describe()}. Use a new experiment name (the pitch and feature files can be reused: "
-            f"`python -m train reuse --from {wanted.name} --to NEW_NAME`), or delete '{paths.root}' to start over."
-        )
+    try:
+        check_same_settings(stored, wanted.version, wanted.sample_rate, wanted.use_f0)
+    except ExperimentError as exc:
+        raise ExperimentError(f"{exc} (folder: '{paths.root}')") from None
     return stored

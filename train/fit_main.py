@@ -7,7 +7,9 @@ Several processes (GPUs, or CPU processes with gloo) through torchrun::
 Exit status 0 when training finished or was stopped cleanly (Ctrl+C, SIGTERM
 or a ``STOP`` file in the experiment folder), 1 on an error (the message says
 what to do), 130 on a second Ctrl+C.  With ``--json-progress`` rank 0 prints
-one JSON line per step: ``{"progress": 0.25, "message": "epoch 5/20, step 80"}``.
+one JSON line per step: ``{"progress": 0.25, "message": "epoch 5/20, step 80"}``,
+and at the end one line with the result: ``{"progress": 1.0, "message": ...,
+"result": {"epoch": ..., "global_step": ..., "stopped": ..., "final_model": ...}}``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from infer.safe_load import ModelFileError
 from train.data import DatasetError
 from train.experiment import ExperimentError
-from train.loop import FitOptions, fit
+from train.loop import FitOptions, FitResult, fit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +61,31 @@ def options_from_args(args: argparse.Namespace) -> FitOptions:
     )
 
 
+def fit_main_args(exp_dir: str | os.PathLike, options: FitOptions) -> list[str]:
+    """The flags of this command for ``options`` (the inverse of :func:`options_from_args`)."""
+    args = ["--exp-dir", str(exp_dir), "--epochs", str(options.total_epochs), "--save-every", str(options.save_every),
+            "--device", options.device, "--precision", options.precision, "--num-workers", str(options.num_workers),
+            "--disc-divisors", *(str(d) for d in options.discriminator_divisors)]
+    args += ["--latest-only"] * options.save_latest_only + ["--save-small-models"] * options.save_small_model_every_save
+    for flag, value in (("--pretrained-g", options.pretrained_g), ("--pretrained-d", options.pretrained_d),
+                        ("--batch-size", options.batch_size), ("--log-interval", options.log_interval),
+                        ("--weights-dir", options.weights_dir), ("--seed", options.seed), ("--threads", options.threads)):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def result_summary(result: FitResult) -> dict:
+    """The JSON-ready facts of a :class:`FitResult` (paths as strings)."""
+    return {
+        "start_epoch": result.start_epoch, "epoch": result.epoch, "global_step": result.global_step,
+        "stopped": result.stopped, "stop_reason": result.stop_reason, "dropped_samples": result.dropped_samples,
+        "final_model": str(result.final_model) if result.final_model else None,
+        "checkpoints": [str(pair.generator) for pair in result.checkpoints],
+        "small_models": [str(path) for path in result.small_models],
+    }
+
+
 def _print_progress(fraction: float, message: str) -> None:
     print(json.dumps({"progress": round(fraction, 6), "message": message}), flush=True)
 
@@ -79,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if is_main:
         state = f"stopped ({result.stop_reason})" if result.stopped else "finished"
-        print(f"Training {state} at epoch {result.epoch}, step {result.global_step}.", file=sys.stderr)
+        message = f"Training {state} at epoch {result.epoch}, step {result.global_step}."
+        print(message, file=sys.stderr)
+        if args.json_progress:
+            print(json.dumps({"progress": 1.0, "message": message, "result": result_summary(result)}), flush=True)
     return 0
 
 

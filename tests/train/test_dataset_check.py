@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
+from tests.train.conftest import tone
+from tests.train.conftest import write_audio as write
 from train.dataset_check import LOW_SECONDS, check_dataset, drop_kind
 from train.preprocess import REPORT_NAME, preprocess_dataset
 
 SR = 40000
-
-
-def tone(seconds, sr=SR, amp=0.5):
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-
-
-def write(path, audio, sr=SR, subtype="FLOAT"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.asarray(audio).T, sr, subtype=subtype)
 
 
 @pytest.fixture

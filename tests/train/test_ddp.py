@@ -13,7 +13,7 @@ import torch
 from infer import load_voice
 from infer.checkpoints import read_checkpoint
 from tests.conftest import REPO_ROOT
-from tests.train.test_data import TINY_DISC, make_experiment
+from tests.train.conftest import TINY_DISC, make_experiment
 from train.distributed import StopRequest, any_rank, init_distributed
 
 

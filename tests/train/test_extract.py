@@ -11,7 +11,6 @@ from infer.content import load_content_encoder
 from infer.f0 import PitchModels, coarse_f0, compute_f0
 from infer.f0.bundled import BundledWeightsError, bundled_weight_path
 from infer.safe_load import ModelFileError
-from infer.testing.hubert import save_tiny_hubert
 from infer.testing.rmvpe import save_tiny_rmvpe
 from tests.conftest import fixture_path
 from train.experiment import ExperimentPaths
@@ -50,11 +49,6 @@ def folder_listing(paths: ExperimentPaths) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def tiny_rmvpe(tmp_path_factory):
     return save_tiny_rmvpe(tmp_path_factory.mktemp("rmvpe") / "rmvpe.pt", seed=3)
-
-
-@pytest.fixture(scope="module")
-def tiny_hubert(tmp_path_factory):
-    return save_tiny_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", seed=5)
 
 
 # ---- pitch ---------------------------------------------------------------------------------------

@@ -9,16 +9,15 @@ import pytest
 import soundfile as sf
 
 from infer.content import load_content_encoder
-from infer.testing.hubert import save_tiny_hubert
 from train.experiment import ExperimentPaths
 from train.filelist import FilelistEntry, FilelistError, experiment_entries, read_filelist, write_filelist
 from train.mute import MuteSample, ensure_mute, mute_sample
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    """A tiny content encoder: v1 features are 16 wide, v2 features 32."""
-    return load_content_encoder(save_tiny_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", seed=2))
+def encoder(tiny_hubert):
+    """The tiny content encoder, loaded: v1 features are 16 wide, v2 features 32."""
+    return load_content_encoder(tiny_hubert)
 
 
 def fake_mute(logs, version: str = "v2", width: int = 768) -> MuteSample:

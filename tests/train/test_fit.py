@@ -15,18 +15,11 @@ from infer.models.discriminators import build_discriminator
 from infer.models.synthesizer import Synthesizer
 from infer.safe_load import load_torch_file
 from tests.conftest import fixture_path
-from tests.train.test_data import TINY_DISC, make_experiment
+from tests.train.conftest import TINY_DISC, make_experiment, tiny_options
 from train.experiment import ExperimentConfig
-from train.loop import FitOptions, fit
+from train.loop import fit
 
 EPOCHS = 2
-
-
-def tiny_options(tmp_path, **changes) -> FitOptions:
-    options = dict(total_epochs=EPOCHS, save_every=1, num_workers=0, device="cpu", threads=1,
-                   weights_dir=tmp_path / "weights", discriminator_divisors=TINY_DISC)
-    options.update(changes)
-    return FitOptions(**options)
 
 
 @pytest.fixture(scope="module")

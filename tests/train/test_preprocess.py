@@ -14,6 +14,8 @@ from scipy import signal
 
 from infer.audio import load_audio, save_audio
 from infer.audio_read import RESAMPLE_QUALITY
+from tests.train.conftest import tone
+from tests.train.conftest import write_audio as write
 from train import preprocess
 from train.preprocess import (
     REPORT_NAME,
@@ -30,17 +32,6 @@ from train.preprocess import (
 )
 
 SR = 40000
-
-
-def tone(seconds, sr=SR, freq=220.0, amp=0.5):
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def write(path: Path, audio, sr=SR, subtype="FLOAT"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.asarray(audio).T, sr, subtype=subtype)
-    return path
 
 
 def pieces(exp: Path, folder="0_gt_wavs"):

@@ -19,8 +19,7 @@ from infer.models.discriminators import build_discriminator
 from infer.models.synthesizer import Synthesizer
 from infer.safe_load import ModelFileError
 from tests.conftest import REPO_ROOT
-from tests.train.test_data import TINY_DISC, TINY_MODEL, make_experiment
-from tests.train.test_fit import tiny_options
+from tests.train.conftest import TINY_DISC, TINY_MODEL, make_experiment, tiny_options
 from train.checkpointing import PretrainedMismatchError, find_latest_pair, load_pretrained, load_tolerant
 from train.experiment import ExperimentConfig
 from train.loop import fit

@@ -9,7 +9,7 @@ import torch
 
 from infer.models.discriminators import build_discriminator
 from infer.models.synthesizer import Synthesizer
-from tests.train.test_data import TINY_DISC, make_experiment
+from tests.train.conftest import TINY_DISC, make_experiment
 from train.checkpointing import make_scheduler
 from train.data import TrainingDataset, collate
 from train.experiment import ExperimentConfig
