@@ -34,6 +34,7 @@ from infer.convert import (
 from infer.envelope import EnvelopeStream, input_envelope
 from infer.f0 import compute_f0
 from infer.frames import HOP_16K, SR_16K, output_samples, synth_frames
+from infer.memory import trim_heap
 from infer.params import ConversionResult
 from infer.pipeline import (
     ConversionCancelled,
@@ -235,11 +236,12 @@ def _block_pitch(job: Conversion, audio: FilteredAudio, start: int, stop: int, l
 
 
 def release_memory() -> None:
-    """Give cached GPU memory back between blocks."""
+    """Give cached GPU memory and the C heap's free pages back between blocks."""
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    trim_heap()
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:

@@ -62,7 +62,7 @@ def test_memory_does_not_grow_with_input_length(installation, tmp_path):  # noqa
     first, second = rss[: len(rss) // 2], rss[len(rss) // 2 :]
     # After the first blocks warm the allocators up, the resident size must stay put: the second half of
     # the input may not cost more memory than the first (a whole-input run would add ~10 MB per block here).
-    assert max(second) - max(first) < 40, rss
+    assert max(second) - max(first) < 40, f"RSS per block (MiB): {rss}"
     assert sf.info(tmp_path / "out.wav").duration == pytest.approx(300, abs=0.5)
 
 
