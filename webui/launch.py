@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from config import Settings
 
 DEFAULT_PORT = 7865
+LOCAL_HOST = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+QUEUE_SIZE = 1024
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -18,12 +22,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--listen", action="store_true", help="accept connections from other machines (0.0.0.0)")
     parser.add_argument("--noautoopen", action="store_true", help="do not open the browser")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
-    parser.add_argument("--lang", help="UI language (en_US, zh_CN, ja_JP, ko_KR); default: the system's")
+    parser.add_argument(
+        "--lang", help="UI language: en_US, zh_CN, ja_JP, ko_KR (default: each browser's own, else English)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
-    if args.auth is not None and ":" not in args.auth:
+    if args.auth is not None and (":" not in args.auth or not args.auth.split(":", 1)[0]):
         parser.error("--auth takes USER:PASS")
+    if args.lang is not None:
+        from i18n import LANGUAGES, normalize_language
+
+        if args.lang.strip().lower() != "auto" and normalize_language(args.lang) is None:
+            parser.error(f"--lang must be one of {', '.join(LANGUAGES)} (or auto), got {args.lang!r}")
     return args
 
 
@@ -36,17 +47,25 @@ def bypass_proxy_for_local_hosts() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request gradio makes to itself
     bypass_proxy_for_local_hosts()
     from webui.app import build_ui  # gradio is imported only when serving
+    from webui.localize import UILanguage
 
-    app = build_ui(Settings.from_env())
+    ui = UILanguage.create(args.lang)
+    app = build_ui(Settings.from_env(), ui)
+    host = ALL_INTERFACES if args.listen else LOCAL_HOST
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    app.queue().launch(
-        server_name="0.0.0.0" if args.listen else "127.0.0.1",
+    print(f"RVC Studio: serving on http://{host}:{args.port}", flush=True)
+    app.queue(max_size=QUEUE_SIZE).launch(
+        server_name=host,
         server_port=args.port,
         inbrowser=not args.noautoopen,
         auth=auth,
         quiet=True,
+        show_error=True,
+        i18n=ui.gradio_i18n(),
     )
     return 0
 

@@ -1,0 +1,177 @@
+"""The Convert tab's adapters: widget values → typed requests → ``infer`` calls (no gradio here).
+
+Every function raises the library's own errors (``ValueError``, ``OSError``,
+``ConversionError`` ...) with messages meant for the user; the tab turns
+them into ``gr.Error`` at the edge.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from config import Settings
+from infer.audio import clean_path
+from infer.batch import BatchItem, collect_inputs, convert_batch
+from infer.cache import ModelCache
+from infer.convert import convert_file, prepare
+from infer.params import ConversionResult, ConvertParams
+
+Progress = Callable[[float, str], None]
+OUTPUT_MAX_AGE_S = 6 * 3600  # single conversions are served from a temporary folder for this long
+
+
+def make_params(
+    *,
+    speaker_id: float | None,
+    key: float | None,
+    auto_key: bool,
+    f0_method: str,
+    index_rate: float,
+    filter_radius: float,
+    resample_sr: float | None,
+    rms_mix_rate: float,
+    protect: float,
+    f0_curve: str | None = None,
+    seed: float | None = None,
+) -> ConvertParams:
+    """The :class:`ConvertParams` for the widgets' values (empty numbers become their defaults).
+
+    Raises ``ValueError`` listing every value out of range.
+    """
+    return ConvertParams(
+        key=float(key or 0),
+        f0_method=f0_method,
+        index_rate=float(index_rate),
+        filter_radius=int(filter_radius),
+        resample_sr=int(resample_sr or 0),
+        rms_mix_rate=float(rms_mix_rate),
+        protect=float(protect),
+        speaker_id=int(speaker_id or 0),
+        f0_curve=f0_curve or None,
+        auto_key=bool(auto_key),
+        seed=None if seed is None or seed == "" else int(seed),
+    )
+
+
+def chosen_index(choice: str | None, index_rate: float) -> Path | None:
+    """The index to use: None for "no index" or index rate 0, else the chosen (or typed) file, which must exist."""
+    text = clean_path(choice or "")
+    if not text or index_rate <= 0:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"Index file '{path}' does not exist. Choose one from the list, or no index.")
+    return path
+
+
+def chosen_source(upload: str | None, typed_path: str | None) -> Path:
+    """The input audio: a typed server path wins over an upload (as RVC's folder wins over files)."""
+    text = clean_path(typed_path or "")
+    if text:
+        return Path(text)
+    if upload:
+        return Path(upload)
+    raise ValueError("Upload an audio file or type the path of one.")
+
+
+@dataclass(frozen=True)
+class SingleRequest:
+    """One file converted with one voice."""
+
+    voice: Path
+    source: Path
+    index: Path | None
+    params: ConvertParams
+
+
+@dataclass(frozen=True)
+class SingleOutcome:
+    """The written WAV, the library's report and the wall-clock seconds it took."""
+
+    output: Path
+    result: ConversionResult
+    elapsed: float
+
+
+class OutputFolder:
+    """A folder for converted files the browser plays; files older than ``max_age`` seconds are removed."""
+
+    def __init__(self, folder: Path, max_age: float = OUTPUT_MAX_AGE_S) -> None:
+        self.folder = Path(folder)
+        self.max_age = max_age
+
+    def new_path(self, source: Path, voice: Path, suffix: str = ".wav") -> Path:
+        """A fresh path ``<source stem>_<voice stem>_<random>.wav``; prunes old files first."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.prune()
+        return self.folder / f"{source.stem[:60]}_{voice.stem[:40]}_{uuid.uuid4().hex[:8]}{suffix}"
+
+    def prune(self) -> None:
+        limit = time.time() - self.max_age
+        for path in self.folder.glob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                continue  # another request removed it first
+
+
+def run_single(
+    request: SingleRequest, cache: ModelCache, settings: Settings, outputs: OutputFolder, progress: Progress | None = None
+) -> SingleOutcome:
+    """Convert ``request.source`` into a new WAV in ``outputs``; models come from the shared ``cache``."""
+    started = time.perf_counter()
+    job = prepare(request.voice, cache, request.params, index=request.index, logs_dir=settings.logs_dir)
+    output = outputs.new_path(request.source, request.voice)
+    result = convert_file(job, request.source, output, format="wav", progress=progress)
+    return SingleOutcome(output, result, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """Many files converted with one voice into ``output_dir`` as ``<stem>.<format>``."""
+
+    voice: Path
+    inputs: tuple[Path, ...]
+    output_dir: Path
+    format: str
+    overwrite: bool
+    index: Path | None
+    params: ConvertParams
+
+
+def batch_inputs(folder_text: str | None, uploads: Sequence[str] | None) -> tuple[Path, ...]:
+    """The files of the typed input folder (it wins, as in RVC), else the uploaded files."""
+    folder = clean_path(folder_text or "")
+    if folder:
+        return tuple(collect_inputs(folder))
+    if uploads:
+        return tuple(collect_inputs(list(uploads)))
+    raise ValueError("Type an input folder or upload some audio files.")
+
+
+def output_folder(text: str | None, settings: Settings) -> Path:
+    """The typed output folder; a relative one is taken from the project folder (RVC's default ``opt``)."""
+    path = Path(clean_path(text or "") or "opt")
+    return path if path.is_absolute() else settings.root / path
+
+
+def run_batch(
+    request: BatchRequest,
+    cache: ModelCache,
+    settings: Settings,
+    progress: Progress | None = None,
+    on_item: Callable[[BatchItem], None] | None = None,
+) -> list[BatchItem]:
+    """Convert every input (no f0 curve: a curve belongs to one file); one failure never stops the rest."""
+    params = replace(request.params, f0_curve=None)
+    job = prepare(request.voice, cache, params, index=request.index, logs_dir=settings.logs_dir)
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    return convert_batch(
+        job, list(request.inputs), request.output_dir, format=request.format, overwrite=request.overwrite,
+        progress=progress, on_item=on_item,
+    )  # fmt: skip
