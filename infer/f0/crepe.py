@@ -201,7 +201,8 @@ def decode(
     )
 
 
-def _audio_tensor(wav16k: np.ndarray) -> torch.Tensor:
+def audio_tensor(wav16k: np.ndarray) -> torch.Tensor:
+    """Mono 16 kHz audio (samples,) as a contiguous float32 tensor; refuses empty, multi-channel or non-finite input."""
     audio = np.asarray(wav16k)
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"expected non-empty mono 16 kHz audio of shape (samples,); got shape {audio.shape}")
@@ -228,7 +229,7 @@ def normalized_frames(padded: torch.Tensor, start: int, stop: int) -> torch.Tens
 
 def frame_audio(wav16k: np.ndarray) -> np.ndarray:
     """All normalised CREPE frames of 16 kHz audio: float32 ``(1 + N // 160, 1024)``."""
-    audio = _audio_tensor(wav16k)
+    audio = audio_tensor(wav16k)
     return normalized_frames(_zero_padded(audio), 0, frame_count(len(audio))).numpy()
 
 
@@ -280,7 +281,7 @@ class CrepePredictor:
 
     def activations(self, wav16k: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Network output for every frame: float32 ``(1 + N // 160, 360)`` in (0, 1)."""
-        return torch.cat(list(self._activation_batches(_audio_tensor(wav16k), batch_size))).numpy()
+        return torch.cat(list(self._activation_batches(audio_tensor(wav16k), batch_size))).numpy()
 
     def predict(
         self, wav16k: np.ndarray, *, f0_min: float, f0_max: float, decoder: str = "viterbi", batch_size: int = 512
@@ -294,7 +295,7 @@ class CrepePredictor:
         _check_decoder(decoder)
         parts = [
             _decode_batch(activations, low, high, decoder)
-            for activations in self._activation_batches(_audio_tensor(wav16k), batch_size)
+            for activations in self._activation_batches(audio_tensor(wav16k), batch_size)
         ]
         return _join(parts)
 

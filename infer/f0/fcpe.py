@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from infer.f0.bundled import bundled_weight_path
+from infer.f0.crepe import audio_tensor
 from infer.mel import mel_filterbank
 from infer.models.fcpe import CFNaiveMelPE
 from infer.models.weight_norm import remove_all_weight_norm
@@ -99,15 +100,6 @@ def local_argmax_f0(latent: torch.Tensor, cent_table: torch.Tensor, threshold: f
     return torch.where(confidence[:, 0] > threshold, f0, torch.zeros_like(f0))
 
 
-def _audio_tensor(wav16k: np.ndarray) -> torch.Tensor:
-    audio = np.asarray(wav16k)
-    if audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"expected non-empty mono 16 kHz audio of shape (samples,); got shape {audio.shape}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio contains NaN or infinite samples")
-    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-
-
 class FcpePredictor:
     """FCPE on 16 kHz audio; safe to share between threads.
 
@@ -144,18 +136,18 @@ class FcpePredictor:
     def mel(self, wav16k: np.ndarray) -> np.ndarray:
         """Log-mel fed to the network: float32 ``(N // 160 + 1, 128)``."""
         with torch.inference_mode():
-            return self.front_end(_audio_tensor(wav16k).to(self.device), self.chunk_frames).cpu().numpy()
+            return self.front_end(audio_tensor(wav16k).to(self.device), self.chunk_frames).cpu().numpy()
 
     def latent(self, wav16k: np.ndarray) -> np.ndarray:
         """Sigmoid pitch salience: float32 ``(N // 160 + 1, 360)``."""
         with torch.inference_mode():
-            mel = self.front_end(_audio_tensor(wav16k).to(self.device), self.chunk_frames)
+            mel = self.front_end(audio_tensor(wav16k).to(self.device), self.chunk_frames)
             return torch.cat([chunk.cpu() for chunk in self._latent_chunks(mel)]).numpy()
 
     def model_f0(self, wav16k: np.ndarray, *, threshold: float = 0.006) -> np.ndarray:
         """Local-argmax f0 per model frame, 0 where unvoiced: float32 ``(N // 160 + 1,)``."""
         with torch.inference_mode():
-            mel = self.front_end(_audio_tensor(wav16k).to(self.device), self.chunk_frames)
+            mel = self.front_end(audio_tensor(wav16k).to(self.device), self.chunk_frames)
             table = self.net.cent_table
             parts = [local_argmax_f0(chunk, table, threshold).cpu() for chunk in self._latent_chunks(mel)]
             return torch.cat(parts).numpy()
