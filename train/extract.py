@@ -38,8 +38,8 @@ from train.extract_workers import (
     process_main,
     run_feature_job,
     run_pitch_job,
-    worker_threads,
 )
+from train.resources import worker_threads
 
 Progress = Callable[[float, str], None]
 NETWORK_F0_METHODS = ("rmvpe", "crepe", "crepe-tiny", "fcpe")

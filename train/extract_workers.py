@@ -15,7 +15,6 @@ Every output is written atomically, so a killed worker never leaves half a file.
 
 from __future__ import annotations
 
-import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,8 +171,3 @@ def process_main(job: PitchJob | FeatureJob, queue: Any, stop: Any) -> None:
         queue.put(("fatal", job.worker, type(exc).__name__, str(exc)))
     finally:
         queue.put(("finished", job.worker))
-
-
-def worker_threads(processes: int) -> int:
-    """Torch threads per worker process so that ``processes`` workers share the CPU cores."""
-    return max(1, (os.cpu_count() or 1) // max(processes, 1))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from infer.atomic import atomic_write_text
-from infer.audio import AudioFileError, audio_info
+from train import resources
 from train.experiment import ExperimentPaths
 from train.preprocess_worker import (
     MIN_PIECE_SECONDS,
@@ -58,11 +58,9 @@ __all__ = [
     "list_sources",
     "normalize_piece",
     "piece_problem",
-    "plan_workers",
     "preprocess_dataset",
     "process_source",
     "split_pieces",
-    "worker_bytes",
 ]
 
 REPORT_NAME = ExperimentPaths(Path()).preprocess_report.name  # for callers that join it themselves
@@ -70,8 +68,6 @@ NOT_AUDIO_SUFFIXES = frozenset(
     ".txt .md .pdf .doc .docx .rtf .nfo .json .xml .csv .ini .db .cue .log .m3u .m3u8 .pls .lrc .srt .ass "
     ".jpg .jpeg .png .gif .bmp .webp .tif .tiff .ico .zip .rar .7z .gz .tar .exe .py .npy .pth .index".split()
 )
-WORKER_BASE_BYTES = 150 * 2**20  # a spawned worker with numpy, scipy, PyAV and soxr loaded
-MEMORY_FACTOR = 10  # float32-sized copies of the source at the model rate a worker holds at its peak (generous)
 _POLL_SECONDS = 0.2
 
 Progress = Callable[[float, str], None]
@@ -171,57 +167,6 @@ def list_sources(dataset_dir: Path, exclude: Path | None = None) -> tuple[list[P
     found.sort(key=lambda path: path.relative_to(dataset_dir).parts)
     audio = [path for path in found if path.suffix.lower() not in NOT_AUDIO_SUFFIXES]
     return audio, [path for path in found if path.suffix.lower() in NOT_AUDIO_SUFFIXES]
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable`` on Linux, free pages elsewhere), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def worker_bytes(seconds: float, sample_rate: int, source_rate: int = 48000, channels: int = 2) -> int:
-    """Estimated peak memory of one worker preprocessing a source of ``seconds`` (bytes)."""
-    decoded = source_rate * channels * 4 * 2  # the decoded source and its mono mix, float32
-    return int(WORKER_BASE_BYTES + seconds * (decoded + sample_rate * 4 * MEMORY_FACTOR))
-
-
-def plan_workers(
-    n_files: int, largest_bytes: int, *, cpus: int | None = None, available_bytes: int | None = None
-) -> int:
-    """Worker processes: at most one per core and per file, and all together within half the available memory."""
-    limit = max(1, min(cpus or _cpu_count(), n_files))
-    if available_bytes is None:
-        available_bytes = _available_memory()
-    if available_bytes is None or largest_bytes <= 0:
-        return limit
-    return max(1, min(limit, int(available_bytes * 0.5 // largest_bytes)))
-
-
-def _largest_source_bytes(files: list[Path], sample_rate: int) -> int:
-    largest = 0
-    for path in files:
-        try:
-            info = audio_info(path)
-        except AudioFileError:
-            continue  # reported by its worker
-        seconds = info.duration if info.duration is not None else path.stat().st_size / 16000
-        largest = max(largest, worker_bytes(seconds, sample_rate, info.sample_rate, info.channels))
-    return largest
 
 
 def _derived_folders(paths: ExperimentPaths) -> list[Path]:
@@ -360,8 +305,11 @@ def preprocess_dataset(
         for index, path in enumerate(files)
     ]  # fmt: skip
     if workers is None:
-        many = min(_cpu_count(), len(files)) > 1
-        workers = plan_workers(len(files), _largest_source_bytes(files, sample_rate)) if many else 1
+        many = min(resources.usable_cores(), len(files)) > 1
+        if many:
+            workers = resources.plan_workers(len(files), resources.largest_source_bytes(files, sample_rate))
+        else:
+            workers = 1
     workers = max(1, min(int(workers), len(files)))
     results: list[SourceResult] = []
     with open(paths.preprocess_log, "w", encoding="utf-8") as log_file:

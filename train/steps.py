@@ -11,8 +11,6 @@ Only preprocessing (and reuse) sets an experiment up; the other steps need its
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from train.extract import HUBERT_DOWNLOAD, ExtractReport, extract_features, extr
 from train.index import IndexBuildCancelled, IndexBuildError, IndexReport, build_index
 from train.mute import ensure_mute
 from train.preprocess import PreprocessError, PreprocessReport, preprocess_dataset
+from train.resources import default_pitch_processes
 
 Progress = Callable[[float, str], None]
 NEW_EXPERIMENT_DEFAULTS = ("v2", "40k", True)  # the Train tab's defaults (spec §9.4)
@@ -197,12 +196,6 @@ class ExtractOutcome:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def default_pitch_processes() -> int:
-    """RVC's default for CPU pitch extraction: ceil(cores / 1.5)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, math.ceil(cores / 1.5))
 
 
 def extraction_devices(request: ExtractRequest, folders: Folders) -> list[str]:

@@ -16,7 +16,7 @@ from infer.audio import load_audio, save_audio
 from infer.audio_read import RESAMPLE_QUALITY
 from tests.train.conftest import tone
 from tests.train.conftest import write_audio as write
-from train import preprocess
+from train import resources
 from train.preprocess import (
     REPORT_NAME,
     PreprocessError,
@@ -25,11 +25,10 @@ from train.preprocess import (
     list_sources,
     normalize_piece,
     piece_problem,
-    plan_workers,
     preprocess_dataset,
     split_pieces,
-    worker_bytes,
 )
+from train.resources import plan_workers, worker_bytes
 
 SR = 40000
 
@@ -111,8 +110,8 @@ def test_default_workers_are_planned_from_the_longest_file(tmp_path, monkeypatch
     write(tmp_path / "data" / "b.wav", np.stack([tone(5, 44100), tone(5, 44100)]), 44100)
     (tmp_path / "data" / "c.wav").write_text("not audio", encoding="utf-8")
     seen = []
-    monkeypatch.setattr(preprocess, "_cpu_count", lambda: 4)
-    monkeypatch.setattr(preprocess, "plan_workers", lambda n, largest: seen.append((n, largest)) or 1)
+    monkeypatch.setattr(resources, "usable_cores", lambda: 4)
+    monkeypatch.setattr(resources, "plan_workers", lambda n, largest: seen.append((n, largest)) or 1)
     report = preprocess_dataset(tmp_path / "data", tmp_path / "exp", SR)
     assert seen == [(3, worker_bytes(5.0, SR, 44100, 2))] and report.sources_ok == 2
 
