@@ -45,6 +45,27 @@ def bypass_proxy_for_local_hosts() -> None:
         os.environ[name] = ",".join(present + [h for h in _LOCAL_HOSTS if h not in present])
 
 
+def report_installation_problems(settings: Settings, log: logging.Logger) -> int:
+    """Log each failed installation check (see ``python -m infer doctor``); returns how many failed.
+
+    Missing model files are only a warning there: the UI's banner offers them.
+    The check never stops the server from starting.
+    """
+    from infer.doctor import FAIL, check_installation
+
+    try:
+        report = check_installation(
+            assets_dir=settings.assets_dir, weights_dir=settings.weights_dir, logs_dir=settings.logs_dir
+        )
+    except Exception as exc:  # a broken check must not keep the UI from starting
+        log.warning("installation check skipped: %s", exc)
+        return 0
+    failed = [check for check in report.checks if check.status == FAIL]
+    for check in failed:
+        log.warning("%s: %s → %s", check.name, check.detail, check.fix)
+    return len(failed)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -53,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     from webui.app import build_ui  # gradio is imported only when serving
     from webui.localize import UILanguage
 
+    settings = Settings.from_env()
+    report_installation_problems(settings, logging.getLogger("rvc-studio"))
     ui = UILanguage.create(args.lang)
-    app = build_ui(Settings.from_env(), ui)
+    app = build_ui(settings, ui)
     host = ALL_INTERFACES if args.listen else LOCAL_HOST
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     print(f"RVC Studio: serving on http://{host}:{args.port}", flush=True)

@@ -168,3 +168,16 @@ def test_the_banner_button_downloads_hides_the_banner_and_reports_progress(
         assert "c.bin" in steps[-1][1] and "ダウンロード" in steps[-1][1]
     finally:
         server.shutdown()
+
+
+def test_failed_installation_checks_are_logged_at_start(tmp_path, caplog) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    broken = Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=blocker / "weights",
+                               logs_dir=tmp_path / "logs")
+    with caplog.at_level(logging.WARNING):
+        assert launch.report_installation_problems(broken, logging.getLogger("test")) == 1
+    assert "weights folder" in caplog.text and str(blocker) in caplog.text
+    healthy = Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=tmp_path / "weights",
+                                logs_dir=tmp_path / "logs")
+    assert launch.report_installation_problems(healthy, logging.getLogger("test")) == 0  # missing assets: banner only
