@@ -16,9 +16,9 @@ Names are imported lazily so that ``import infer`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
+
+from infer.lazy import lazy_exports
 
 # oneDNN (PyTorch's CPU kernels) caches a compiled kernel per input shape, 1024 by default, each
 # holding its buffers: converting segments of ever-different lengths then grows memory without
@@ -51,12 +51,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'infer' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

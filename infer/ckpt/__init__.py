@@ -19,8 +19,7 @@ Names are imported lazily so that ``import infer.ckpt`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from infer.lazy import lazy_exports
 
 _LAZY = {
     "CkptError": "infer.ckpt.common",
@@ -51,12 +50,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'infer.ckpt' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
