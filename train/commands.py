@@ -8,108 +8,38 @@ parses its flags back into an equal request, and the same request drives the
 library call (:mod:`train.steps`), so the "equivalent command" a step prints is
 exactly what the CLI would run.
 
-Each field's option is declared once, in its metadata (:class:`FlagSpec`); the
-CLI's parser is built from it, so flags and fields cannot drift apart.  Paths
+Each field's option is declared once, in its metadata (:class:`~train.flags.FlagSpec`);
+the CLI's parser is built from it, so flags and fields cannot drift apart.  Paths
 may be given as ``str`` and are stored as :class:`~pathlib.Path`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shlex
-import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from infer.f0 import F0_METHODS
+from train.flags import FlagSpec, RequestError, field_default, gpu_ids, option_field, quote_command
 
 SAMPLE_RATE_TAGS = ("32k", "40k", "48k")
 VERSIONS = ("v1", "v2")
 TRAIN_F0_METHODS = (*F0_METHODS, "rmvpe_gpu")  # RVC's name for RMVPE on the GPUs of --gpus
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 RESERVED_NAMES = frozenset({"mute"})  # logs/mute holds the silent sample every filelist mixes in
-_GPU_LIST = re.compile(r"^\d+([-,]\d+)*$")
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 R = TypeVar("R", bound="StepRequest")
 
 
-class RequestError(ValueError):
-    """A request field has a value the step cannot use; the message names the flag."""
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    """How a request field appears on the command line.
-
-    ``kind``: ``value`` (``--opt VALUE``), ``switch`` (``--opt`` sets True),
-    ``toggle`` (``--opt`` / ``--no-opt``, None = not given), ``json`` (a JSON
-    object), ``pair`` (two integers).  ``minimum`` bounds integers.
-    """
-
-    option: str
-    help: str
-    kind: str = "value"
-    type: Callable[[str], Any] = str
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-    aliases: tuple[str, ...] = ()
-    minimum: int | None = None
-    pattern: str | None = None
-    group: str = "experiment"
-
-    def render(self, value: Any) -> list[str]:
-        """The command-line words for ``value``."""
-        if self.kind == "switch":
-            return [self.option] if value else []
-        if self.kind == "toggle":
-            return [self.option if value else f"--no-{self.option[2:]}"]
-        if self.kind == "json":
-            return [self.option, json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)]
-        if self.kind == "pair":
-            return [self.option, *(str(int(v)) for v in value)]
-        return [self.option, str(value)]
-
-
-def _flag(option: str, help: str, default: Any = MISSING, **spec: Any) -> Any:
-    return field(default=default, metadata={"flag": FlagSpec(option, help, **spec)})
-
-
-def gpu_ids(text: str | None) -> tuple[int, ...]:
-    """RVC's GPU list ("0-1", also "0,1") as ids; "" or None is no GPU.  Raises RequestError."""
-    text = (text or "").strip()
-    if not text:
-        return ()
-    if not _GPU_LIST.match(text):
-        raise RequestError(f"--gpus {text!r} is not a GPU list; write the ids joined by '-', such as 0-1.")
-    return tuple(int(part) for part in re.split("[-,]", text))
-
-
-def quote_command(argv: list[str], *, windows: bool | None = None) -> str:
-    """``argv`` as one line to paste into a terminal: bash quoting, or Windows' (cmd/PowerShell) on ``nt``."""
-    if windows is None:
-        windows = os.name == "nt"
-    return subprocess.list2cmdline(argv) if windows else shlex.join(argv)
-
-
-def _default(item: Field) -> Any:
-    if item.default is not MISSING:
-        return item.default
-    if item.default_factory is not MISSING:
-        return item.default_factory()
-    return MISSING
-
 def _processes() -> Any:
-    return _flag("--processes", "CPU processes for preprocessing and for pm/harvest/dio pitch extraction (default: "
+    return option_field("--processes", "CPU processes for preprocessing and for pm/harvest/dio pitch extraction (default: "
                  "as cores and memory allow; ceil(cores / 1.5) for pitch)", None, type=int, minimum=1, group="devices")
 
 
 def _config_overrides() -> Any:
-    return _flag("--config-overrides", 'JSON {"model": {...}, "train": {...}} applied to the preset when the '
+    return option_field("--config-overrides", 'JSON {"model": {...}, "train": {...}} applied to the preset when the '
                  "experiment is created (small test models)", None, kind="json", metavar="JSON", group="advanced")
 
 
@@ -121,8 +51,8 @@ class StepRequest:
     """
 
     STEP: ClassVar[str] = ""
-    name: str = _flag("--name", "experiment name; its files go to <logs-dir>/<name>", aliases=("-e",), metavar="NAME")
-    logs_dir: Path | None = _flag("--logs-dir", "experiments folder (default: logs/ or $RVC_LOGS_DIR)", None,
+    name: str = option_field("--name", "experiment name; its files go to <logs-dir>/<name>", aliases=("-e",), metavar="NAME")
+    logs_dir: Path | None = option_field("--logs-dir", "experiments folder (default: logs/ or $RVC_LOGS_DIR)", None,
                                   type=Path, metavar="DIR", group="folders")
 
     def __post_init__(self) -> None:
@@ -166,7 +96,7 @@ class StepRequest:
         for item in fields(self):
             spec = item.metadata.get("flag")
             value = getattr(self, item.name)
-            default = _default(item)
+            default = field_default(item)
             if spec is not None and (default is MISSING or value != default):
                 words += spec.render(value)
         return words + (["--json-progress"] if json_progress else [])
@@ -189,11 +119,11 @@ class ExperimentRequest(StepRequest):
     is refused.
     """
 
-    sample_rate: str | None = _flag("--sr", "target sample rate (default: the experiment's, or 40k when new)", None,
+    sample_rate: str | None = option_field("--sr", "target sample rate (default: the experiment's, or 40k when new)", None,
                                     choices=SAMPLE_RATE_TAGS)
-    version: str | None = _flag("--version", "model version (default: the experiment's, or v2 when new)", None,
+    version: str | None = option_field("--version", "model version (default: the experiment's, or v2 when new)", None,
                                 choices=VERSIONS)
-    use_f0: bool | None = _flag("--f0", "pitch guidance (default: the experiment's, or on when new)", None,
+    use_f0: bool | None = option_field("--f0", "pitch guidance (default: the experiment's, or on when new)", None,
                                 kind="toggle")
     def __post_init__(self) -> None:
         tag = self.sample_rate
@@ -211,7 +141,7 @@ class PreprocessRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "preprocess"
-    dataset: Path = _flag("--dataset", "folder of recordings (sub-folders are read too)", type=Path, metavar="DIR",
+    dataset: Path = option_field("--dataset", "folder of recordings (sub-folders are read too)", type=Path, metavar="DIR",
                           group="step 1: data")
     processes: int | None = _processes()
     config_overrides: dict | None = _config_overrides()
@@ -226,17 +156,17 @@ class ExtractRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "extract"
-    f0_method: str = _flag("--f0-method", "pitch extractor", "rmvpe", choices=TRAIN_F0_METHODS, group="step 2: features")
+    f0_method: str = option_field("--f0-method", "pitch extractor", "rmvpe", choices=TRAIN_F0_METHODS, group="step 2: features")
     processes: int | None = _processes()
-    gpus: str | None = _flag("--gpus", "GPU ids joined by '-', such as 0-1 (default: none, use --device)", None,
+    gpus: str | None = option_field("--gpus", "GPU ids joined by '-', such as 0-1 (default: none, use --device)", None,
                              metavar="IDS", group="devices")
-    device: str | None = _flag("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
+    device: str | None = option_field("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
                                pattern=DEVICE_PATTERN, group="devices")
-    assets_dir: Path | None = _flag("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
+    assets_dir: Path | None = option_field("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
                                     type=Path, metavar="DIR", group="folders")
-    hubert: Path | None = _flag("--hubert", "content encoder (default: <assets-dir>/hubert/hubert_base.pt)", None,
+    hubert: Path | None = option_field("--hubert", "content encoder (default: <assets-dir>/hubert/hubert_base.pt)", None,
                                 type=Path, metavar="PATH", group="folders")
-    rmvpe: Path | None = _flag("--rmvpe", "RMVPE weights (default: <assets-dir>/rmvpe/rmvpe.pt)", None, type=Path,
+    rmvpe: Path | None = option_field("--rmvpe", "RMVPE weights (default: <assets-dir>/rmvpe/rmvpe.pt)", None, type=Path,
                                metavar="PATH", group="folders")
 
     def __post_init__(self) -> None:
@@ -255,44 +185,44 @@ class FitRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "fit"
-    speaker_id: int = _flag("--speaker-id", "speaker id written to the filelist", 0, type=int, minimum=0,
+    speaker_id: int = option_field("--speaker-id", "speaker id written to the filelist", 0, type=int, minimum=0,
                             group="step 3: training")
-    epochs: int = _flag("--epochs", "total epochs (a resumed run trains up to this one)", 20, type=int, minimum=1,
+    epochs: int = option_field("--epochs", "total epochs (a resumed run trains up to this one)", 20, type=int, minimum=1,
                         group="step 3: training")
-    save_every: int = _flag("--save-every", "save a G/D checkpoint every N epochs", 5, type=int, minimum=1,
+    save_every: int = option_field("--save-every", "save a G/D checkpoint every N epochs", 5, type=int, minimum=1,
                             group="step 3: training")
-    batch_size: int | None = _flag("--batch-size", "batch size per process (default: the config's, 4)", None,
+    batch_size: int | None = option_field("--batch-size", "batch size per process (default: the config's, 4)", None,
                                    type=int, minimum=1, group="step 3: training")
-    latest_only: bool = _flag("--latest-only", "keep only the latest checkpoint (G_2333333.pth/D_2333333.pth)",
+    latest_only: bool = option_field("--latest-only", "keep only the latest checkpoint (G_2333333.pth/D_2333333.pth)",
                               False, kind="switch", group="step 3: training")
-    save_small_models: bool = _flag("--save-small-models", "also write weights/<name>_e<epoch>_s<step>.pth at "
+    save_small_models: bool = option_field("--save-small-models", "also write weights/<name>_e<epoch>_s<step>.pth at "
                                     "each save", False, kind="switch", group="step 3: training")
-    pretrained_g: str | None = _flag("--pretrained-g", "pretrained generator, '' for none (default: RVC's file "
+    pretrained_g: str | None = option_field("--pretrained-g", "pretrained generator, '' for none (default: RVC's file "
                                      "in the assets folder, if present)", None, metavar="PATH",
                                      group="step 3: training")
-    pretrained_d: str | None = _flag("--pretrained-d", "pretrained discriminator, '' for none (default: as "
+    pretrained_d: str | None = option_field("--pretrained-d", "pretrained discriminator, '' for none (default: as "
                                      "--pretrained-g)", None, metavar="PATH", group="step 3: training")
-    gpus: str | None = _flag("--gpus", "GPU ids joined by '-', such as 0-1; several train under torchrun", None,
+    gpus: str | None = option_field("--gpus", "GPU ids joined by '-', such as 0-1; several train under torchrun", None,
                              metavar="IDS", group="devices")
-    nproc: int | None = _flag("--nproc", "training processes under torchrun (default: one per GPU in --gpus)",
+    nproc: int | None = option_field("--nproc", "training processes under torchrun (default: one per GPU in --gpus)",
                               None, type=int, minimum=1, group="devices")
-    device: str | None = _flag("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
+    device: str | None = option_field("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
                                pattern=DEVICE_PATTERN, group="devices")
-    weights_dir: Path | None = _flag("--weights-dir", "where voice models go (default: weights/ or "
+    weights_dir: Path | None = option_field("--weights-dir", "where voice models go (default: weights/ or "
                                      "$RVC_WEIGHTS_DIR)", None, type=Path, metavar="DIR", group="folders")
-    assets_dir: Path | None = _flag("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
+    assets_dir: Path | None = option_field("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
                                     type=Path, metavar="DIR", group="folders")
-    hubert: Path | None = _flag("--hubert", "content encoder, for the silent sample's features (default: "
+    hubert: Path | None = option_field("--hubert", "content encoder, for the silent sample's features (default: "
                                 "<assets-dir>/hubert/hubert_base.pt)", None, type=Path, metavar="PATH",
                                 group="folders")
-    precision: str = _flag("--precision", "training precision", "auto", choices=PRECISIONS, group="advanced")
-    num_workers: int = _flag("--num-workers", "DataLoader worker processes", 2, type=int, minimum=0, group="advanced")
-    threads: int | None = _flag("--threads", "torch CPU threads per process", None, type=int, minimum=1,
+    precision: str = option_field("--precision", "training precision", "auto", choices=PRECISIONS, group="advanced")
+    num_workers: int = option_field("--num-workers", "DataLoader worker processes", 2, type=int, minimum=0, group="advanced")
+    threads: int | None = option_field("--threads", "torch CPU threads per process", None, type=int, minimum=1,
                                 group="advanced")
-    seed: int | None = _flag("--seed", "random seed (default: the config's, 1234)", None, type=int, group="advanced")
-    log_interval: int | None = _flag("--log-interval", "log every N steps (default: the config's, 200)", None,
+    seed: int | None = option_field("--seed", "random seed (default: the config's, 1234)", None, type=int, group="advanced")
+    log_interval: int | None = option_field("--log-interval", "log every N steps (default: the config's, 200)", None,
                                      type=int, minimum=1, group="advanced")
-    disc_divisors: tuple[int, int] = _flag("--disc-divisors", "narrow the discriminator's channels by SCALE and "
+    disc_divisors: tuple[int, int] = option_field("--disc-divisors", "narrow the discriminator's channels by SCALE and "
                                            "PERIOD (small test models only)", (1, 1), kind="pair",
                                            metavar=("SCALE", "PERIOD"), group="advanced")
 
@@ -316,8 +246,8 @@ class IndexRequest(StepRequest):
     """Step 4: the retrieval index; ``version`` None is the experiment's.  A copy goes to ``<assets>/indices``."""
 
     STEP: ClassVar[str] = "index"
-    version: str | None = _flag("--version", "model version (default: the experiment's)", None, choices=VERSIONS)
-    assets_dir: Path | None = _flag("--assets-dir", "models folder; the index is copied to <assets-dir>/indices "
+    version: str | None = option_field("--version", "model version (default: the experiment's)", None, choices=VERSIONS)
+    assets_dir: Path | None = option_field("--assets-dir", "models folder; the index is copied to <assets-dir>/indices "
                                     "(default: assets/ or $RVC_ASSETS_DIR)", None, type=Path, metavar="DIR",
                                     group="folders")
 
@@ -356,9 +286,9 @@ class ReuseRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "reuse"
-    source: str = _flag("--from", "the experiment to take pieces, pitch and features from", metavar="NAME")
-    name: str = _flag("--to", "the new experiment's name", metavar="NAME", aliases=("--name",))
-    copy: bool = _flag("--copy", "copy the files instead of hard-linking them", False, kind="switch",
+    source: str = option_field("--from", "the experiment to take pieces, pitch and features from", metavar="NAME")
+    name: str = option_field("--to", "the new experiment's name", metavar="NAME", aliases=("--name",))
+    copy: bool = option_field("--copy", "copy the files instead of hard-linking them", False, kind="switch",
                        group="folders")
     config_overrides: dict | None = _config_overrides()
 

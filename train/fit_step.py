@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from infer.assets import asset_path, pretrained_paths
-from train.commands import FitRequest, gpu_ids, quote_command
+from train.commands import FitRequest
 from train.experiment import ExperimentConfig, ExperimentError
 from train.filelist import write_filelist
 from train.fit_main import result_summary
+from train.flags import gpu_ids, quote_command
 from train.launch import run_torchrun, torchrun_argv
 from train.loop import FitOptions, fit
 from train.mute import MuteSample, ensure_mute

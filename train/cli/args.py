@@ -8,7 +8,8 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from infer.cli.common import fatal
-from train.commands import FlagSpec, RequestError, StepRequest
+from train.commands import StepRequest
+from train.flags import FlagSpec, RequestError
 
 GROUP_TITLES = {
     "experiment": "experiment",
