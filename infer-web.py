@@ -1,6 +1,6 @@
 """Start RVC Studio's web UI.
 
-    python infer-web.py [--port 7865] [--listen] [--noautoopen] [--auth USER:PASS] [--lang ja_JP]
+python infer-web.py [--port 7865] [--listen] [--noautoopen] [--auth USER:PASS] [--lang ja_JP]
 """
 
 from webui.launch import main

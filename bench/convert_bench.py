@@ -111,14 +111,29 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         times = StageTimes(observer=probe)
         with probe:
             wall = convert_once(job, assets.input_wav, output, times)
-        runs.append({"wall": wall, "cpu": probe.cpu_total, "times": times.as_dict(), "stage_cpu": dict(probe.cpu),
-                     "peak": dict(probe.peak), "rise": dict(probe.rise), "overall_peak": probe.overall})  # fmt: skip
+        runs.append(
+            {
+                "wall": wall,
+                "cpu": probe.cpu_total,
+                "times": times.as_dict(),
+                "stage_cpu": dict(probe.cpu),
+                "peak": dict(probe.peak),
+                "rise": dict(probe.rise),
+                "overall_peak": probe.overall,
+            }
+        )
     return {
         "machine": machine_info(),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "settings": {"f0_method": params.f0_method, "index_rate": params.index_rate, "rms_mix_rate": params.rms_mix_rate,
-                     "protect": params.protect, "runs": args.runs, "torch_threads": torch.get_num_threads(),
-                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")},  # fmt: skip
+        "settings": {
+            "f0_method": params.f0_method,
+            "index_rate": params.index_rate,
+            "rms_mix_rate": params.rms_mix_rate,
+            "protect": params.protect,
+            "runs": args.runs,
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        },
         "input": {"seconds": INPUT_SECONDS, "kind": assets.input_kind, "file": str(assets.input_wav)},
         "load": {"seconds": load_seconds, "cpu_s": load_probe.cpu_total, "peak_rss": load_probe.overall},
         "load_average": {"before": load_avg_before, "after": os.getloadavg()},

@@ -47,5 +47,7 @@ def choose_key(input_median: float | None, voice_median: float | None, *, voice_
             "training data was not found in logs/. Set the key by hand instead."
         )
     if input_median is None:
-        raise ValueError("Auto key found too little voiced sound in the input to measure its pitch; set the key by hand.")
+        raise ValueError(
+            "Auto key found too little voiced sound in the input to measure its pitch; set the key by hand."
+        )
     return int(max(-24, min(24, round(12 * math.log2(voice_median / input_median)))))

@@ -148,10 +148,16 @@ def convert_batch(
             item = BatchItem(source, None, "skipped", "cancelled")
         else:
             item = _convert_one(
-                job, source, output_dir, claimed, format=format, overwrite=overwrite,
-                progress=_sub_progress(progress, number, total, source.name), cancel=cancel,
+                job,
+                source,
+                output_dir,
+                claimed,
+                format=format,
+                overwrite=overwrite,
+                progress=_sub_progress(progress, number, total, source.name),
+                cancel=cancel,
                 max_block_seconds=max_block_seconds,
-            )  # fmt: skip
+            )
         items.append(item)
         if on_item is not None:
             on_item(item)
@@ -178,21 +184,31 @@ def _convert_one(
     output = output_path_for(source, output_dir, format)
     if output in claimed:
         return BatchItem(
-            source, None, "failed",
+            source,
+            None,
+            "failed",
             f"'{source.name}' would also be written to '{output}' (already used by '{claimed[output].name}'); "
             "rename one of them or convert it separately.",
-        )  # fmt: skip
+        )
     if _same_file(source, output):
         return BatchItem(
-            source, None, "failed",
+            source,
+            None,
+            "failed",
             f"the output '{output}' would replace the input itself; choose another output folder or format.",
-        )  # fmt: skip
+        )
     claimed[output] = source
     try:
         result = convert_file(
-            job, source, output, format=format, overwrite=overwrite, max_block_seconds=max_block_seconds,
-            progress=progress, cancel=cancel,
-        )  # fmt: skip
+            job,
+            source,
+            output,
+            format=format,
+            overwrite=overwrite,
+            max_block_seconds=max_block_seconds,
+            progress=progress,
+            cancel=cancel,
+        )
     except ConversionCancelled:
         return BatchItem(source, None, "skipped", "cancelled")
     except FileExistsError:

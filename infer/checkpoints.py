@@ -160,9 +160,7 @@ def make_small_model(
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
     weight = {
-        k: v.detach().to("cpu", torch.float16)
-        for k, v in normalize_state_dict(state_dict).items()
-        if "enc_q" not in k
+        k: v.detach().to("cpu", torch.float16) for k, v in normalize_state_dict(state_dict).items() if "enc_q" not in k
     }
     return SmallModel(weight, config, version, info, dict(metadata or {}))
 

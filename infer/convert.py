@@ -106,18 +106,24 @@ def prepare(
             f"expects {voice.feature_dim}-d ones: use the content encoder the voice was trained with."
         )
     curve = F0Curve.read(params.f0_curve) if params.f0_curve else None
-    return Conversion(voice, cache, params, index, sizes or cache.chunk_sizes, Path(logs_dir) if logs_dir else None, curve)
+    return Conversion(
+        voice, cache, params, index, sizes or cache.chunk_sizes, Path(logs_dir) if logs_dir else None, curve
+    )
 
 
 def check_input(audio: np.ndarray, source: str = "the input") -> None:
     """Refuse inputs that cannot give a useful result: too short, silent, or not finite."""
     seconds = audio.shape[0] / SR_16K
     if seconds < MIN_SECONDS:
-        raise ConversionError(f"{source} is too short ({seconds:.2f} s); at least {MIN_SECONDS} s of audio is needed. Check that the right file was chosen.")
+        raise ConversionError(
+            f"{source} is too short ({seconds:.2f} s); at least {MIN_SECONDS} s of audio is needed. Check that the right file was chosen."
+        )
     if not np.isfinite(audio).all():
         raise ConversionError(f"{source} contains invalid (NaN or infinite) samples.")
     if np.abs(audio).max() < SILENCE_PEAK:
-        raise ConversionError(f"{source} is silent (nothing above −80 dBFS); there is no voice to convert. Check that the right file was chosen.")
+        raise ConversionError(
+            f"{source} is silent (nothing above −80 dBFS); there is no voice to convert. Check that the right file was chosen."
+        )
 
 
 def resolve_key(job: Conversion, f0: np.ndarray) -> float:
@@ -159,7 +165,9 @@ def convert_array(
     if voice.use_f0:
         _report(progress, 0.05, f"pitch ({params.f0_method})")
         with times.measure("f0"):
-            f0 = detect_f0(padded, params.f0_method, filter_radius=params.filter_radius, models=job.cache.pitch_models())
+            f0 = detect_f0(
+                padded, params.f0_method, filter_radius=params.filter_radius, models=job.cache.pitch_models()
+            )
             key = resolve_key(job, f0[sizes.t_pad // HOP_16K : -(sizes.t_pad // HOP_16K) or None])
             coarse, shifted = pitch_inputs(f0, key=key, curve=job.curve, lead_frames=sizes.t_pad // HOP_16K)
             p_len = padded.shape[0] // HOP_16K
@@ -170,7 +178,9 @@ def convert_array(
     def on_segment(done: int, total: int) -> None:
         _report(progress, 0.15 + 0.8 * done / total, f"converting segment {done}/{total}")
 
-    pieces = segments_with_retry(padded, cuts, pitch, pitchf, ctx, sizes, voice.sample_rate, final=True, progress=on_segment)
+    pieces = segments_with_retry(
+        padded, cuts, pitch, pitchf, ctx, sizes, voice.sample_rate, final=True, progress=on_segment
+    )
     with times.measure("postprocess"):
         out = np.concatenate(pieces)
         if params.rms_mix_rate != 1:
@@ -210,12 +220,19 @@ def segments_with_retry(
     :class:`ConversionError` says what to do.
     """
     attempt, attempt_cuts = sizes, list(cuts)
-    length = (cuts[-1] if not final else padded.shape[0] - 2 * sizes.t_pad)
+    length = cuts[-1] if not final else padded.shape[0] - 2 * sizes.t_pad
     while True:
         try:
             return convert_segments(
-                padded, attempt_cuts, pitch, pitchf, ctx,
-                t_pad=sizes.t_pad, t_pad_tgt=voice_rate * sizes.x_pad, final=final, progress=progress,
+                padded,
+                attempt_cuts,
+                pitch,
+                pitchf,
+                ctx,
+                t_pad=sizes.t_pad,
+                t_pad_tgt=voice_rate * sizes.x_pad,
+                final=final,
+                progress=progress,
             )
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
@@ -261,8 +278,14 @@ def convert_file(
         from infer.longform import convert_long
 
         return convert_long(
-            job, source, output, format=format, overwrite=overwrite, max_block_seconds=max_block_seconds,
-            progress=progress, cancel=cancel,
+            job,
+            source,
+            output,
+            format=format,
+            overwrite=overwrite,
+            max_block_seconds=max_block_seconds,
+            progress=progress,
+            cancel=cancel,
         )
     times = StageTimes()
     with times.measure("decode"):

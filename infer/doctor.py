@@ -76,8 +76,12 @@ def _python_check() -> Check:
     low, high = SUPPORTED_PYTHON
     if low <= version <= high:
         return Check("python", OK, text)
-    return Check("python", WARN, f"{text} is outside the tested 3.10–3.13",
-                 "use Python 3.10–3.13 (python.org) and run go-web again")  # fmt: skip
+    return Check(
+        "python",
+        WARN,
+        f"{text} is outside the tested 3.10–3.13",
+        "use Python 3.10–3.13 (python.org) and run go-web again",
+    )
 
 
 def gpu_arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
@@ -105,11 +109,23 @@ def _torch_checks() -> list[Check]:
     checks = [Check("torch", OK, f"torch {torch.__version__} ({build} build)")]
     if not torch.cuda.is_available():
         if torch.version.cuda is None and shutil.which("nvidia-smi"):
-            checks.append(Check("gpu", WARN, "an NVIDIA driver is installed but this torch build has no CUDA support",
-                                "reinstall torch with CUDA: delete the .venv folder and run go-web again"))
+            checks.append(
+                Check(
+                    "gpu",
+                    WARN,
+                    "an NVIDIA driver is installed but this torch build has no CUDA support",
+                    "reinstall torch with CUDA: delete the .venv folder and run go-web again",
+                )
+            )
         elif torch.version.cuda is not None:
-            checks.append(Check("gpu", WARN, "torch has CUDA support but finds no usable NVIDIA GPU or driver",
-                                "update the NVIDIA driver, or ignore this to run on the CPU"))
+            checks.append(
+                Check(
+                    "gpu",
+                    WARN,
+                    "torch has CUDA support but finds no usable NVIDIA GPU or driver",
+                    "update the NVIDIA driver, or ignore this to run on the CPU",
+                )
+            )
         device = resolve_device("auto")
         checks.append(Check("device", OK, f"conversions and training run on {device.type.upper()}"))
         return checks
@@ -121,16 +137,26 @@ def _torch_checks() -> list[Check]:
         sm = f"sm_{capability[0]}{capability[1]}"
         detail = f"cuda:{index} {name} ({sm}, {memory_gb:.1f} GB)"
         if not gpu_arch_supported(capability, arch_list):
-            checks.append(Check("gpu", FAIL, f"{detail}: this torch build has no kernels for {sm} "
-                                f"(it has {', '.join(arch_list) or 'none'})",
-                                "install a torch build made for this GPU (for RTX 50xx: CUDA 12.8 or newer): "
-                                "delete the .venv folder and run go-web again"))  # fmt: skip
+            checks.append(
+                Check(
+                    "gpu",
+                    FAIL,
+                    f"{detail}: this torch build has no kernels for {sm} (it has {', '.join(arch_list) or 'none'})",
+                    "install a torch build made for this GPU (for RTX 50xx: CUDA 12.8 or newer): "
+                    "delete the .venv folder and run go-web again",
+                )
+            )
             continue
         precision = "fp16" if default_half(torch.device("cuda", index)) else "fp32"
         low_memory = memory_gb < 4
-        checks.append(Check("gpu", WARN if low_memory else OK, f"{detail}, inference in {precision}",
-                            "under 4 GB: train with batch size 1–2 and convert with smaller pieces" if low_memory
-                            else ""))  # fmt: skip
+        checks.append(
+            Check(
+                "gpu",
+                WARN if low_memory else OK,
+                f"{detail}, inference in {precision}",
+                "under 4 GB: train with batch size 1–2 and convert with smaller pieces" if low_memory else "",
+            )
+        )
     return checks
 
 
@@ -138,17 +164,29 @@ def _asset_checks(assets_dir: Path | None) -> list[Check]:
     essential = missing_assets(["essential"], root=assets_dir)
     if essential:
         paths = ", ".join(str(asset_path(asset, assets_dir)) for asset in essential)
-        checks = [Check("models", WARN, f"missing: {paths}",
-                        "run `python tools/download_models.py`, use the download button in the UI, "
-                        "or copy the files to those paths")]  # fmt: skip
+        checks = [
+            Check(
+                "models",
+                WARN,
+                f"missing: {paths}",
+                "run `python tools/download_models.py`, use the download button in the UI, "
+                "or copy the files to those paths",
+            )
+        ]
     else:
         checks = [Check("models", OK, "content encoder, RMVPE and the default pretrained G/D are in place")]
     essential_keys = {asset.key for asset in select_assets(["essential"])}
     others = [a for a in missing_assets(root=assets_dir) if a.key not in essential_keys]
     if others:
-        checks.append(Check("pretrained", OK, f"{len(others)} of {len(ASSETS) - len(essential_keys)} other pretrained "
-                            "files not downloaded (needed only to train at other rates or versions)",
-                            "`python tools/download_models.py --all` fetches them all"))  # fmt: skip
+        checks.append(
+            Check(
+                "pretrained",
+                OK,
+                f"{len(others)} of {len(ASSETS) - len(essential_keys)} other pretrained "
+                "files not downloaded (needed only to train at other rates or versions)",
+                "`python tools/download_models.py --all` fetches them all",
+            )
+        )
     return checks
 
 
@@ -180,13 +218,21 @@ def _folder_check(label: str, folder: Path) -> Check:
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
-        return Check(label, FAIL, f"'{folder}' cannot be created: '{existing}' is not a folder",
-                     "choose another folder (see docs/ui.md for the RVC_*_DIR variables)")  # fmt: skip
+        return Check(
+            label,
+            FAIL,
+            f"'{folder}' cannot be created: '{existing}' is not a folder",
+            "choose another folder (see docs/ui.md for the RVC_*_DIR variables)",
+        )
     free = shutil.disk_usage(existing).free
     detail = f"'{folder}' ({free / 2**30:.1f} GB free)"
     if free < LOW_DISK_BYTES:
-        return Check(label, WARN, f"{detail}: little space left for checkpoints and converted audio",
-                     "free some disk space or point the folder to another drive")  # fmt: skip
+        return Check(
+            label,
+            WARN,
+            f"{detail}: little space left for checkpoints and converted audio",
+            "free some disk space or point the folder to another drive",
+        )
     return Check(label, OK, detail)
 
 

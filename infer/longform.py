@@ -114,7 +114,7 @@ def _blocks(cuts: list[int], length: int, per_block: int) -> Iterator[tuple[int,
     rounded = [c // HOP_16K * HOP_16K for c in cuts]
     start = 0
     while True:
-        inside = rounded[: per_block]
+        inside = rounded[:per_block]
         rounded = rounded[per_block:]
         if not rounded:
             yield start, length, inside, True
@@ -166,8 +166,14 @@ def convert_long(
         total_out = output_length(cuts, length, sizes.t_pad, voice.sample_rate, sizes.x_pad)
         mixer = None
         if params.rms_mix_rate != 1:
-            mixer = EnvelopeStream(input_envelope(audio.read, length), voice.sample_rate, total_out, params.rms_mix_rate)
-        resampler = soxr.ResampleStream(voice.sample_rate, rate, 1, dtype="float32", quality="VHQ") if rate != voice.sample_rate else None
+            mixer = EnvelopeStream(
+                input_envelope(audio.read, length), voice.sample_rate, total_out, params.rms_mix_rate
+            )
+        resampler = (
+            soxr.ResampleStream(voice.sample_rate, rate, 1, dtype="float32", quality="VHQ")
+            if rate != voice.sample_rate
+            else None
+        )
         ctx = job.segment_inputs(times, cancel)
         per_block = max(1, int(max_block_seconds // sizes.x_center))
         out_peak = 0.0
@@ -183,7 +189,9 @@ def convert_long(
                 samples.astype(np.float32).tofile(out)
 
             for start, end, inside, last in _blocks(cuts, length, per_block):
-                _report(progress, 0.05 + 0.85 * start / length, f"converting {start / SR_16K:.0f}/{length / SR_16K:.0f} s")
+                _report(
+                    progress, 0.05 + 0.85 * start / length, f"converting {start / SR_16K:.0f}/{length / SR_16K:.0f} s"
+                )
                 stop = length + 2 * sizes.t_pad if last else end + 2 * sizes.t_pad + HOP_16K
                 local = audio.reflect_read(start - sizes.t_pad, stop - sizes.t_pad)
                 pitch = pitchf = None
@@ -227,11 +235,15 @@ def _block_pitch(job: Conversion, audio: FilteredAudio, start: int, stop: int, l
     padded_len = audio.length + 2 * sizes.t_pad
     lo, hi = max(start - F0_MARGIN, 0), min(stop + F0_MARGIN, padded_len)
     region = audio.reflect_read(lo - sizes.t_pad, hi - sizes.t_pad)
-    f0 = detect_f0(region, job.params.f0_method, filter_radius=job.params.filter_radius, models=job.cache.pitch_models())
+    f0 = detect_f0(
+        region, job.params.f0_method, filter_radius=job.params.filter_radius, models=job.cache.pitch_models()
+    )
     first = (start - lo) // HOP_16K
     frames = local_len // HOP_16K
     f0 = np.pad(f0[first : first + frames], (0, max(0, frames - (len(f0) - first))))
-    coarse, shifted = pitch_inputs(f0, key=key, curve=job.curve, first_frame=start // HOP_16K, lead_frames=sizes.t_pad // HOP_16K)
+    coarse, shifted = pitch_inputs(
+        f0, key=key, curve=job.curve, first_frame=start // HOP_16K, lead_frames=sizes.t_pad // HOP_16K
+    )
     return (torch.from_numpy(coarse).to(device).unsqueeze(0), torch.from_numpy(shifted).to(device).unsqueeze(0))
 
 

@@ -26,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     """RVC's flags (spec §10.1); the batch script's filter radius default was 1 (off)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_rvc_flags(
-        parser, input_help="folder whose .wav files are converted", output_help="folder for the results",
+        parser,
+        input_help="folder whose .wav files are converted",
+        output_help="folder for the results",
         filter_radius=1,
-    )  # fmt: skip
+    )
     return parser
 
 

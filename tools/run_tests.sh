@@ -20,4 +20,7 @@ fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python tools/install.py --dev
+# Lint and layout first: a failure here stops the run before the (long) tests.
+.venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check .
 exec .venv/bin/python -m pytest "$@"

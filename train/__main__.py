@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for step, cls in REQUESTS.items():
-        sub = steps.add_parser(step, help=STEP_HELP[step], description=f"{STEP_HELP[step]}.\n\n{inspect.cleandoc(cls.__doc__ or '')}",
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = steps.add_parser(
+            step,
+            help=STEP_HELP[step],
+            description=f"{STEP_HELP[step]}.\n\n{inspect.cleandoc(cls.__doc__ or '')}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_request_arguments(sub, cls)
         add_output_arguments(sub)
     return parser

@@ -74,8 +74,14 @@ def find_latest_pair(exp_dir: Path) -> CheckpointPair | None:
         if g_epoch is None or d_epoch is None:
             continue
         if g_epoch != d_epoch:
-            log.warning("'%s' (epoch %d) and '%s' (epoch %d) differ: a save was interrupted; using epoch %d.",
-                        g_path.name, g_epoch, d_path.name, d_epoch, min(g_epoch, d_epoch))
+            log.warning(
+                "'%s' (epoch %d) and '%s' (epoch %d) differ: a save was interrupted; using epoch %d.",
+                g_path.name,
+                g_epoch,
+                d_path.name,
+                d_epoch,
+                min(g_epoch, d_epoch),
+            )
         pair = CheckpointPair(g_path, d_path, min(g_epoch, d_epoch))
         candidates.append((pair.epoch, g_path.stat().st_mtime, pair))
     return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
@@ -97,7 +103,9 @@ def save_pair(
     g_path, d_path = checkpoint_paths(exp_dir, global_step, latest_only)
     extra = {RESUME_KEY: {"format_version": 1, "global_step": int(global_step), **(resume_info or {})}}
     for model, optimizer, path in ((discriminator, optimizers[1], d_path), (generator, optimizers[0], g_path)):
-        ckpt = TrainCheckpoint(dict(model.state_dict()), int(epoch), optimizer.state_dict(), float(learning_rate), extra)
+        ckpt = TrainCheckpoint(
+            dict(model.state_dict()), int(epoch), optimizer.state_dict(), float(learning_rate), extra
+        )
         write_checkpoint(ckpt, path)
     return CheckpointPair(g_path, d_path, int(epoch))
 
@@ -147,15 +155,18 @@ def load_pretrained(model: nn.Module, path: Path, role: str, config) -> None:
     ckpt = read_checkpoint(path)
     wanted = "generator" if role == "G" else "discriminator"
     if ckpt.kind != wanted:
-        raise PretrainedMismatchError(f"'{path}' is a {ckpt.kind} checkpoint, but it was given as the pretrained "
-                                      f"{wanted} (pretrained {role}). Swap the two paths.")
+        raise PretrainedMismatchError(
+            f"'{path}' is a {ckpt.kind} checkpoint, but it was given as the pretrained "
+            f"{wanted} (pretrained {role}). Swap the two paths."
+        )
     expected = model.state_dict()
     missing = [k for k in expected if k not in ckpt.model]
     unexpected = [k for k in ckpt.model if k not in expected]
     wrong = [k for k, v in expected.items() if k in ckpt.model and ckpt.model[k].shape != v.shape]
     if missing or unexpected or wrong:
-        raise PretrainedMismatchError(_mismatch_message(path, role, config, ckpt.model, expected,
-                                                        missing, unexpected, wrong))
+        raise PretrainedMismatchError(
+            _mismatch_message(path, role, config, ckpt.model, expected, missing, unexpected, wrong)
+        )
     model.load_state_dict(ckpt.model, strict=True)
 
 
@@ -163,8 +174,10 @@ def _mismatch_message(path, role, config, saved, expected, missing, unexpected, 
     reason = "another sample rate or version"
     phone = saved.get("enc_p.emb_phone.weight")
     if role == "G" and phone is not None and phone.shape[1] != expected["enc_p.emb_phone.weight"].shape[1]:
-        reason = f"models with {phone.shape[1]}-dim content features (this {config.version} model uses " \
-                 f"{config.model.feature_dim})"
+        reason = (
+            f"models with {phone.shape[1]}-dim content features (this {config.version} model uses "
+            f"{config.model.feature_dim})"
+        )
     elif role == "G" and ("enc_p.emb_pitch.weight" in saved) != ("enc_p.emb_pitch.weight" in expected):
         reason = "a model " + ("with" if "enc_p.emb_pitch.weight" in saved else "without") + " pitch guidance"
     elif role == "D" and {k.split(".")[1] for k in saved} != {k.split(".")[1] for k in expected}:
@@ -173,9 +186,11 @@ def _mismatch_message(path, role, config, saved, expected, missing, unexpected, 
     shown += [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
     generator, discriminator = pretrained_paths(config.version, config.sample_rate, config.use_f0)
     default = asset_path(generator if role == "G" else discriminator)
-    return (f"Pretrained {role} '{path}' does not fit this {config.describe()} model: it is for {reason} "
-            f"({len(missing) + len(unexpected) + len(wrong)} keys differ: {'; '.join(shown)}). "
-            f"Use the matching pretrained file (default: '{default}') or none.")
+    return (
+        f"Pretrained {role} '{path}' does not fit this {config.describe()} model: it is for {reason} "
+        f"({len(missing) + len(unexpected) + len(wrong)} keys differ: {'; '.join(shown)}). "
+        f"Use the matching pretrained file (default: '{default}') or none."
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, gamma: float, start_epoch: int):
@@ -205,9 +220,18 @@ def f0_statistics(f0_files: Iterable[Path]) -> dict[str, float] | None:
 def export_voice(generator: nn.Module, config, path: Path, *, epoch: int, f0_stats: dict | None) -> Path:
     """Write a small model (fp16 weights without ``enc_q``, RVC's keys, ``info="<epoch>epoch"``) with our metadata."""
     metadata = {
-        "f0_stats": f0_stats, "f0_method": config.f0_method, "content_encoder": config.content_encoder,
-        "epochs": int(epoch), "sample_rate": int(config.sample_rate), "version": config.version,
+        "f0_stats": f0_stats,
+        "f0_method": config.f0_method,
+        "content_encoder": config.content_encoder,
+        "epochs": int(epoch),
+        "sample_rate": int(config.sample_rate),
+        "version": config.version,
     }
-    small = make_small_model(generator.state_dict(), config.model.with_(segment_size=32), config.version,
-                             info=f"{epoch}epoch", metadata=metadata)
+    small = make_small_model(
+        generator.state_dict(),
+        config.model.with_(segment_size=32),
+        config.version,
+        info=f"{epoch}epoch",
+        metadata=metadata,
+    )
     return write_small_model(small, path)

@@ -34,13 +34,27 @@ R = TypeVar("R", bound="StepRequest")
 
 
 def _processes() -> Any:
-    return option_field("--processes", "CPU processes for preprocessing and for pm/harvest/dio pitch extraction (default: "
-                 "as cores and memory allow; ceil(cores / 1.5) for pitch)", None, type=int, minimum=1, group="devices")
+    return option_field(
+        "--processes",
+        "CPU processes for preprocessing and for pm/harvest/dio pitch extraction (default: "
+        "as cores and memory allow; ceil(cores / 1.5) for pitch)",
+        None,
+        type=int,
+        minimum=1,
+        group="devices",
+    )
 
 
 def _config_overrides() -> Any:
-    return option_field("--config-overrides", 'JSON {"model": {...}, "train": {...}} applied to the preset when the '
-                 "experiment is created (small test models)", None, kind="json", metavar="JSON", group="advanced")
+    return option_field(
+        "--config-overrides",
+        'JSON {"model": {...}, "train": {...}} applied to the preset when the '
+        "experiment is created (small test models)",
+        None,
+        kind="json",
+        metavar="JSON",
+        group="advanced",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,9 +65,17 @@ class StepRequest:
     """
 
     STEP: ClassVar[str] = ""
-    name: str = option_field("--name", "experiment name; its files go to <logs-dir>/<name>", aliases=("-e",), metavar="NAME")
-    logs_dir: Path | None = option_field("--logs-dir", "experiments folder (default: logs/ or $RVC_LOGS_DIR)", None,
-                                  type=Path, metavar="DIR", group="folders")
+    name: str = option_field(
+        "--name", "experiment name; its files go to <logs-dir>/<name>", aliases=("-e",), metavar="NAME"
+    )
+    logs_dir: Path | None = option_field(
+        "--logs-dir",
+        "experiments folder (default: logs/ or $RVC_LOGS_DIR)",
+        None,
+        type=Path,
+        metavar="DIR",
+        group="folders",
+    )
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -119,12 +141,16 @@ class ExperimentRequest(StepRequest):
     is refused.
     """
 
-    sample_rate: str | None = option_field("--sr", "target sample rate (default: the experiment's, or 40k when new)", None,
-                                    choices=SAMPLE_RATE_TAGS)
-    version: str | None = option_field("--version", "model version (default: the experiment's, or v2 when new)", None,
-                                choices=VERSIONS)
-    use_f0: bool | None = option_field("--f0", "pitch guidance (default: the experiment's, or on when new)", None,
-                                kind="toggle")
+    sample_rate: str | None = option_field(
+        "--sr", "target sample rate (default: the experiment's, or 40k when new)", None, choices=SAMPLE_RATE_TAGS
+    )
+    version: str | None = option_field(
+        "--version", "model version (default: the experiment's, or v2 when new)", None, choices=VERSIONS
+    )
+    use_f0: bool | None = option_field(
+        "--f0", "pitch guidance (default: the experiment's, or on when new)", None, kind="toggle"
+    )
+
     def __post_init__(self) -> None:
         tag = self.sample_rate
         if isinstance(tag, int) or (isinstance(tag, str) and tag.isdigit()):
@@ -141,8 +167,9 @@ class PreprocessRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "preprocess"
-    dataset: Path = option_field("--dataset", "folder of recordings (sub-folders are read too)", type=Path, metavar="DIR",
-                          group="step 1: data")
+    dataset: Path = option_field(
+        "--dataset", "folder of recordings (sub-folders are read too)", type=Path, metavar="DIR", group="step 1: data"
+    )
     processes: int | None = _processes()
     config_overrides: dict | None = _config_overrides()
 
@@ -156,18 +183,48 @@ class ExtractRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "extract"
-    f0_method: str = option_field("--f0-method", "pitch extractor", "rmvpe", choices=TRAIN_F0_METHODS, group="step 2: features")
+    f0_method: str = option_field(
+        "--f0-method", "pitch extractor", "rmvpe", choices=TRAIN_F0_METHODS, group="step 2: features"
+    )
     processes: int | None = _processes()
-    gpus: str | None = option_field("--gpus", "GPU ids joined by '-', such as 0-1 (default: none, use --device)", None,
-                             metavar="IDS", group="devices")
-    device: str | None = option_field("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
-                               pattern=DEVICE_PATTERN, group="devices")
-    assets_dir: Path | None = option_field("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
-                                    type=Path, metavar="DIR", group="folders")
-    hubert: Path | None = option_field("--hubert", "content encoder (default: <assets-dir>/hubert/hubert_base.pt)", None,
-                                type=Path, metavar="PATH", group="folders")
-    rmvpe: Path | None = option_field("--rmvpe", "RMVPE weights (default: <assets-dir>/rmvpe/rmvpe.pt)", None, type=Path,
-                               metavar="PATH", group="folders")
+    gpus: str | None = option_field(
+        "--gpus",
+        "GPU ids joined by '-', such as 0-1 (default: none, use --device)",
+        None,
+        metavar="IDS",
+        group="devices",
+    )
+    device: str | None = option_field(
+        "--device",
+        "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)",
+        None,
+        pattern=DEVICE_PATTERN,
+        group="devices",
+    )
+    assets_dir: Path | None = option_field(
+        "--assets-dir",
+        "models folder (default: assets/ or $RVC_ASSETS_DIR)",
+        None,
+        type=Path,
+        metavar="DIR",
+        group="folders",
+    )
+    hubert: Path | None = option_field(
+        "--hubert",
+        "content encoder (default: <assets-dir>/hubert/hubert_base.pt)",
+        None,
+        type=Path,
+        metavar="PATH",
+        group="folders",
+    )
+    rmvpe: Path | None = option_field(
+        "--rmvpe",
+        "RMVPE weights (default: <assets-dir>/rmvpe/rmvpe.pt)",
+        None,
+        type=Path,
+        metavar="PATH",
+        group="folders",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,53 +242,131 @@ class FitRequest(ExperimentRequest):
     """
 
     STEP: ClassVar[str] = "fit"
-    speaker_id: int = option_field("--speaker-id", "speaker id written to the filelist", 0, type=int, minimum=0,
-                            group="step 3: training")
-    epochs: int = option_field("--epochs", "total epochs (a resumed run trains up to this one)", 20, type=int, minimum=1,
-                        group="step 3: training")
-    save_every: int = option_field("--save-every", "save a G/D checkpoint every N epochs", 5, type=int, minimum=1,
-                            group="step 3: training")
-    batch_size: int | None = option_field("--batch-size", "batch size per process (default: the config's, 4)", None,
-                                   type=int, minimum=1, group="step 3: training")
-    latest_only: bool = option_field("--latest-only", "keep only the latest checkpoint (G_2333333.pth/D_2333333.pth)",
-                              False, kind="switch", group="step 3: training")
-    save_small_models: bool = option_field("--save-small-models", "also write weights/<name>_e<epoch>_s<step>.pth at "
-                                    "each save", False, kind="switch", group="step 3: training")
-    pretrained_g: str | None = option_field("--pretrained-g", "pretrained generator, '' for none (default: RVC's file "
-                                     "in the assets folder, if present)", None, metavar="PATH",
-                                     group="step 3: training")
-    pretrained_d: str | None = option_field("--pretrained-d", "pretrained discriminator, '' for none (default: as "
-                                     "--pretrained-g)", None, metavar="PATH", group="step 3: training")
-    gpus: str | None = option_field("--gpus", "GPU ids joined by '-', such as 0-1; several train under torchrun", None,
-                             metavar="IDS", group="devices")
-    nproc: int | None = option_field("--nproc", "training processes under torchrun (default: one per GPU in --gpus)",
-                              None, type=int, minimum=1, group="devices")
-    device: str | None = option_field("--device", "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)", None,
-                               pattern=DEVICE_PATTERN, group="devices")
-    weights_dir: Path | None = option_field("--weights-dir", "where voice models go (default: weights/ or "
-                                     "$RVC_WEIGHTS_DIR)", None, type=Path, metavar="DIR", group="folders")
-    assets_dir: Path | None = option_field("--assets-dir", "models folder (default: assets/ or $RVC_ASSETS_DIR)", None,
-                                    type=Path, metavar="DIR", group="folders")
-    hubert: Path | None = option_field("--hubert", "content encoder, for the silent sample's features (default: "
-                                "<assets-dir>/hubert/hubert_base.pt)", None, type=Path, metavar="PATH",
-                                group="folders")
+    speaker_id: int = option_field(
+        "--speaker-id", "speaker id written to the filelist", 0, type=int, minimum=0, group="step 3: training"
+    )
+    epochs: int = option_field(
+        "--epochs",
+        "total epochs (a resumed run trains up to this one)",
+        20,
+        type=int,
+        minimum=1,
+        group="step 3: training",
+    )
+    save_every: int = option_field(
+        "--save-every", "save a G/D checkpoint every N epochs", 5, type=int, minimum=1, group="step 3: training"
+    )
+    batch_size: int | None = option_field(
+        "--batch-size",
+        "batch size per process (default: the config's, 4)",
+        None,
+        type=int,
+        minimum=1,
+        group="step 3: training",
+    )
+    latest_only: bool = option_field(
+        "--latest-only",
+        "keep only the latest checkpoint (G_2333333.pth/D_2333333.pth)",
+        False,
+        kind="switch",
+        group="step 3: training",
+    )
+    save_small_models: bool = option_field(
+        "--save-small-models",
+        "also write weights/<name>_e<epoch>_s<step>.pth at each save",
+        False,
+        kind="switch",
+        group="step 3: training",
+    )
+    pretrained_g: str | None = option_field(
+        "--pretrained-g",
+        "pretrained generator, '' for none (default: RVC's file in the assets folder, if present)",
+        None,
+        metavar="PATH",
+        group="step 3: training",
+    )
+    pretrained_d: str | None = option_field(
+        "--pretrained-d",
+        "pretrained discriminator, '' for none (default: as --pretrained-g)",
+        None,
+        metavar="PATH",
+        group="step 3: training",
+    )
+    gpus: str | None = option_field(
+        "--gpus",
+        "GPU ids joined by '-', such as 0-1; several train under torchrun",
+        None,
+        metavar="IDS",
+        group="devices",
+    )
+    nproc: int | None = option_field(
+        "--nproc",
+        "training processes under torchrun (default: one per GPU in --gpus)",
+        None,
+        type=int,
+        minimum=1,
+        group="devices",
+    )
+    device: str | None = option_field(
+        "--device",
+        "auto, cpu, cuda, cuda:N or mps (default: $RVC_DEVICE or auto)",
+        None,
+        pattern=DEVICE_PATTERN,
+        group="devices",
+    )
+    weights_dir: Path | None = option_field(
+        "--weights-dir",
+        "where voice models go (default: weights/ or $RVC_WEIGHTS_DIR)",
+        None,
+        type=Path,
+        metavar="DIR",
+        group="folders",
+    )
+    assets_dir: Path | None = option_field(
+        "--assets-dir",
+        "models folder (default: assets/ or $RVC_ASSETS_DIR)",
+        None,
+        type=Path,
+        metavar="DIR",
+        group="folders",
+    )
+    hubert: Path | None = option_field(
+        "--hubert",
+        "content encoder, for the silent sample's features (default: <assets-dir>/hubert/hubert_base.pt)",
+        None,
+        type=Path,
+        metavar="PATH",
+        group="folders",
+    )
     precision: str = option_field("--precision", "training precision", "auto", choices=PRECISIONS, group="advanced")
-    num_workers: int = option_field("--num-workers", "DataLoader worker processes", 2, type=int, minimum=0, group="advanced")
-    threads: int | None = option_field("--threads", "torch CPU threads per process", None, type=int, minimum=1,
-                                group="advanced")
-    seed: int | None = option_field("--seed", "random seed (default: the config's, 1234)", None, type=int, group="advanced")
-    log_interval: int | None = option_field("--log-interval", "log every N steps (default: the config's, 200)", None,
-                                     type=int, minimum=1, group="advanced")
-    disc_divisors: tuple[int, int] = option_field("--disc-divisors", "narrow the discriminator's channels by SCALE and "
-                                           "PERIOD (small test models only)", (1, 1), kind="pair",
-                                           metavar=("SCALE", "PERIOD"), group="advanced")
+    num_workers: int = option_field(
+        "--num-workers", "DataLoader worker processes", 2, type=int, minimum=0, group="advanced"
+    )
+    threads: int | None = option_field(
+        "--threads", "torch CPU threads per process", None, type=int, minimum=1, group="advanced"
+    )
+    seed: int | None = option_field(
+        "--seed", "random seed (default: the config's, 1234)", None, type=int, group="advanced"
+    )
+    log_interval: int | None = option_field(
+        "--log-interval", "log every N steps (default: the config's, 200)", None, type=int, minimum=1, group="advanced"
+    )
+    disc_divisors: tuple[int, int] = option_field(
+        "--disc-divisors",
+        "narrow the discriminator's channels by SCALE and PERIOD (small test models only)",
+        (1, 1),
+        kind="pair",
+        metavar=("SCALE", "PERIOD"),
+        group="advanced",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         ids = gpu_ids(self.gpus)
         if self.nproc is not None and ids and self.nproc != len(ids):
-            raise RequestError(f"--nproc {self.nproc} does not match --gpus {self.gpus} ({len(ids)} GPU(s)); "
-                               "give one of them.")
+            raise RequestError(
+                f"--nproc {self.nproc} does not match --gpus {self.gpus} ({len(ids)} GPU(s)); give one of them."
+            )
         if len(self.disc_divisors) != 2 or min(self.disc_divisors) < 1:
             raise RequestError(f"--disc-divisors needs two integers of at least 1, got {self.disc_divisors}.")
 
@@ -247,9 +382,14 @@ class IndexRequest(StepRequest):
 
     STEP: ClassVar[str] = "index"
     version: str | None = option_field("--version", "model version (default: the experiment's)", None, choices=VERSIONS)
-    assets_dir: Path | None = option_field("--assets-dir", "models folder; the index is copied to <assets-dir>/indices "
-                                    "(default: assets/ or $RVC_ASSETS_DIR)", None, type=Path, metavar="DIR",
-                                    group="folders")
+    assets_dir: Path | None = option_field(
+        "--assets-dir",
+        "models folder; the index is copied to <assets-dir>/indices (default: assets/ or $RVC_ASSETS_DIR)",
+        None,
+        type=Path,
+        metavar="DIR",
+        group="folders",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,8 +412,13 @@ class AllRequest(FitRequest, ExtractRequest, PreprocessRequest):
     def steps(self) -> list[StepRequest]:
         """The requests ``all`` runs, in order."""
         index = IndexRequest(name=self.name, logs_dir=self.logs_dir, version=self.version, assets_dir=self.assets_dir)
-        return [self.part(PreprocessRequest), CheckRequest(name=self.name, logs_dir=self.logs_dir),
-                self.part(ExtractRequest), self.part(FitRequest), index]
+        return [
+            self.part(PreprocessRequest),
+            CheckRequest(name=self.name, logs_dir=self.logs_dir),
+            self.part(ExtractRequest),
+            self.part(FitRequest),
+            index,
+        ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,8 +433,9 @@ class ReuseRequest(ExperimentRequest):
     STEP: ClassVar[str] = "reuse"
     source: str = option_field("--from", "the experiment to take pieces, pitch and features from", metavar="NAME")
     name: str = option_field("--to", "the new experiment's name", metavar="NAME", aliases=("--name",))
-    copy: bool = option_field("--copy", "copy the files instead of hard-linking them", False, kind="switch",
-                       group="folders")
+    copy: bool = option_field(
+        "--copy", "copy the files instead of hard-linking them", False, kind="switch", group="folders"
+    )
     config_overrides: dict | None = _config_overrides()
 
     def __post_init__(self) -> None:

@@ -134,8 +134,10 @@ class TrainingDataset(Dataset):
     def _frames_of(self, entry: FilelistEntryLike, spk_embed_dim: int | None) -> int:
         path = Path(entry.gt_wav)
         if self.use_f0 and (entry.f0_coarse is None or entry.f0_hz is None):
-            raise DatasetError(f"The filelist entry for '{path}' has no pitch files, but this model uses pitch guidance; "
-                               "run pitch extraction and write the filelist again.")
+            raise DatasetError(
+                f"The filelist entry for '{path}' has no pitch files, but this model uses pitch guidance; "
+                "run pitch extraction and write the filelist again."
+            )
         if spk_embed_dim is not None and not 0 <= int(entry.speaker_id) < spk_embed_dim:
             raise DatasetError(f"Speaker id {entry.speaker_id} of '{path}' is outside 0..{spk_embed_dim - 1}.")
         try:
@@ -143,8 +145,10 @@ class TrainingDataset(Dataset):
         except (OSError, RuntimeError) as exc:
             raise DatasetError(f"Cannot read training audio '{path}' ({exc}); run preprocessing again.") from exc
         if info.samplerate != self.sample_rate:
-            raise DatasetError(f"'{path}' is at {info.samplerate} Hz but the model trains at {self.sample_rate} Hz; "
-                               "run preprocessing again with the experiment's sample rate.")
+            raise DatasetError(
+                f"'{path}' is at {info.samplerate} Hz but the model trains at {self.sample_rate} Hz; "
+                "run preprocessing again with the experiment's sample rate."
+            )
         return int(info.frames) // self.hop_length
 
     def __len__(self) -> int:
@@ -182,8 +186,10 @@ class TrainingDataset(Dataset):
     def _features(self, path: Path) -> torch.Tensor:
         feats = self._array(path)
         if feats.ndim != 2 or (self.feature_dim is not None and feats.shape[1] != self.feature_dim):
-            raise DatasetError(f"Features '{path}' have shape {feats.shape}, but this model needs "
-                               f"(frames, {self.feature_dim}); extract features again for this model version.")
+            raise DatasetError(
+                f"Features '{path}' have shape {feats.shape}, but this model needs "
+                f"(frames, {self.feature_dim}); extract features again for this model version."
+            )
         feats = np.repeat(feats, 2, axis=0)  # 50 Hz content frames → 100 Hz synthesizer frames
         return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
 
@@ -308,7 +314,9 @@ class BucketSampler(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         batches: list[list[int]] = []
         for bucket, padded_size in zip(self.buckets, self.bucket_sizes):
-            order = torch.randperm(len(bucket), generator=generator).tolist() if self.shuffle else list(range(len(bucket)))
+            order = (
+                torch.randperm(len(bucket), generator=generator).tolist() if self.shuffle else list(range(len(bucket)))
+            )
             extra = padded_size - len(bucket)
             order = order + order * (extra // len(order)) + order[: extra % len(order)]
             mine = order[self.rank :: self.num_replicas]

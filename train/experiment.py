@@ -94,9 +94,21 @@ class DataHParams:
 
 
 _MODEL_SECTION = (
-    "inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
-    "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
-    "upsample_kernel_sizes", "gin_channels", "spk_embed_dim",
+    "inter_channels",
+    "hidden_channels",
+    "filter_channels",
+    "n_heads",
+    "n_layers",
+    "kernel_size",
+    "p_dropout",
+    "resblock",
+    "resblock_kernel_sizes",
+    "resblock_dilation_sizes",
+    "upsample_rates",
+    "upsample_initial_channel",
+    "upsample_kernel_sizes",
+    "gin_channels",
+    "spk_embed_dim",
 )
 
 
@@ -163,9 +175,15 @@ class ExperimentConfig:
         train = asdict(self.train)
         train["betas"] = list(self.train.betas)
         ours = {
-            "format": CONFIG_FORMAT, "name": self.name, "version": self.version, "sample_rate": self.sample_rate,
-            "use_f0": self.use_f0, "speaker_id": self.speaker_id, "f0_method": self.f0_method,
-            "content_encoder": self.content_encoder, "feature_dim": self.model.feature_dim,
+            "format": CONFIG_FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "sample_rate": self.sample_rate,
+            "use_f0": self.use_f0,
+            "speaker_id": self.speaker_id,
+            "f0_method": self.f0_method,
+            "content_encoder": self.content_encoder,
+            "feature_dim": self.model.feature_dim,
             "spec_channels": self.model.spec_channels,
         }
         return {"train": train, "data": asdict(self.data), "model": model, "rvc_studio": ours}
@@ -178,14 +196,20 @@ class ExperimentConfig:
         if int(ours.get("format", 0)) > CONFIG_FORMAT:
             raise ExperimentError("config.json was written by a newer RVC Studio; update RVC Studio to use it.")
         train_fields = {f.name for f in fields(TrainHParams)}
-        train = TrainHParams(**{k: (tuple(v) if k == "betas" else v) for k, v in data["train"].items() if k in train_fields})
+        train = TrainHParams(
+            **{k: (tuple(v) if k == "betas" else v) for k, v in data["train"].items() if k in train_fields}
+        )
         dhp = DataHParams(**{k: v for k, v in data["data"].items() if k in {f.name for f in fields(DataHParams)}})
         m = data["model"]
         model = SynthesizerConfig(
             spec_channels=int(ours.get("spec_channels", dhp.filter_length // 2 + 1)),
             segment_size=train.segment_size // dhp.hop_length,
-            **{k: m[k] for k in _MODEL_SECTION if k not in ("resblock_kernel_sizes", "resblock_dilation_sizes",
-                                                             "upsample_rates", "upsample_kernel_sizes")},
+            **{
+                k: m[k]
+                for k in _MODEL_SECTION
+                if k
+                not in ("resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_kernel_sizes")
+            },
             resblock_kernel_sizes=tuple(m["resblock_kernel_sizes"]),
             resblock_dilation_sizes=tuple(tuple(d) for d in m["resblock_dilation_sizes"]),
             upsample_rates=tuple(m["upsample_rates"]),
@@ -194,8 +218,18 @@ class ExperimentConfig:
             feature_dim=int(ours.get("feature_dim", FEATURE_DIMS[ours["version"]])),
             use_f0=bool(ours["use_f0"]),
         )
-        return cls(ours["name"], ours["version"], int(ours["sample_rate"]), bool(ours["use_f0"]), model, dhp, train,
-                   int(ours.get("speaker_id", 0)), ours.get("f0_method"), ours.get("content_encoder", "hubert_base"))
+        return cls(
+            ours["name"],
+            ours["version"],
+            int(ours["sample_rate"]),
+            bool(ours["use_f0"]),
+            model,
+            dhp,
+            train,
+            int(ours.get("speaker_id", 0)),
+            ours.get("f0_method"),
+            ours.get("content_encoder", "hubert_base"),
+        )
 
     def save(self, path: Path) -> Path:
         return atomic_write_text(json.dumps(self.to_json(), indent=4, sort_keys=True, ensure_ascii=False), path)

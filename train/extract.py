@@ -77,8 +77,15 @@ class ExtractReport:
 class _Run:
     """Collects worker events: counts, progress, the log file and the log callback."""
 
-    def __init__(self, paths: ExperimentPaths, total: int, skipped: int, what: str,
-                 progress: Progress | None, log: Callable[[str], None] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        paths: ExperimentPaths,
+        total: int,
+        skipped: int,
+        what: str,
+        progress: Progress | None,
+        log: Callable[[str], None] | None,
+    ) -> None:
         self.log_path = paths.extract_log
         self.total, self.skipped, self.what = total, skipped, what
         self.progress, self.log_callback = progress, log
@@ -159,8 +166,9 @@ def _run_processes(jobs: list, run: _Run, cancel: Callable[[], bool] | None) -> 
     """One spawned process per job; events are handled here, in the calling thread."""
     context = multiprocessing.get_context("spawn")
     events, stop = context.Queue(), context.Event()
-    processes = {job.worker: context.Process(target=process_main, args=(job, events, stop), daemon=True)
-                 for job in jobs}  # fmt: skip
+    processes = {
+        job.worker: context.Process(target=process_main, args=(job, events, stop), daemon=True) for job in jobs
+    }
     for process in processes.values():
         process.start()
     running, cancelled = set(processes), False
@@ -259,8 +267,19 @@ def extract_pitch(
     run.report_progress()
     parts = _split(todo, len(targets))
     threads = worker_threads(len(parts)) if len(parts) > 1 else None
-    jobs = [PitchJob(index, files, method, targets[index], job_template.hz_dir, job_template.coarse_dir,
-                     job_template.rmvpe_path, threads) for index, files in enumerate(parts)]  # fmt: skip
+    jobs = [
+        PitchJob(
+            index,
+            files,
+            method,
+            targets[index],
+            job_template.hz_dir,
+            job_template.coarse_dir,
+            job_template.rmvpe_path,
+            threads,
+        )
+        for index, files in enumerate(parts)
+    ]
     cancelled = _execute(jobs, run_pitch_job, run, cancel)
     run.log("all-f0-cancelled" if cancelled else "all-f0-done")
     return run.report(cancelled)

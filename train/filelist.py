@@ -92,8 +92,11 @@ def experiment_entries(
     complete = set.intersection(*found)
     dropped = []
     for name in sorted(set.union(*found) - complete):
-        missing = [f"{folder.name} ({step} failed or was not run)" for (folder, _, step), names in zip(sources, found)
-                   if name not in names]  # fmt: skip
+        missing = [
+            f"{folder.name} ({step} failed or was not run)"
+            for (folder, _, step), names in zip(sources, found)
+            if name not in names
+        ]
         dropped.append(f"{name}: not in {', '.join(missing)}")
     entries = [
         FilelistEntry(

@@ -106,10 +106,19 @@ def rvc_hparams(config: ExperimentConfig, options: FitOptions, paths: Experiment
     hps["train"]["batch_size"] = batch_size
     hps["data"]["training_files"] = str(paths.filelist)
     hps.update(
-        model_dir=str(paths.root), experiment_dir=str(paths.root), save_every_epoch=options.save_every,
-        name=config.name, total_epoch=options.total_epochs, pretrainG=str(options.pretrained_g or ""),
-        pretrainD=str(options.pretrained_d or ""), version=config.version, gpus="", sample_rate=config.tag,
-        if_f0=int(config.use_f0), if_latest=int(options.save_latest_only),
-        save_every_weights=str(int(options.save_small_model_every_save)), if_cache_data_in_gpu=0,
+        model_dir=str(paths.root),
+        experiment_dir=str(paths.root),
+        save_every_epoch=options.save_every,
+        name=config.name,
+        total_epoch=options.total_epochs,
+        pretrainG=str(options.pretrained_g or ""),
+        pretrainD=str(options.pretrained_d or ""),
+        version=config.version,
+        gpus="",
+        sample_rate=config.tag,
+        if_f0=int(config.use_f0),
+        if_latest=int(options.save_latest_only),
+        save_every_weights=str(int(options.save_small_model_every_save)),
+        if_cache_data_in_gpu=0,
     )
     return hps

@@ -50,8 +50,10 @@ class FitOutcome:
     def text(self) -> str:
         result = self.result
         state = f"stopped ({result.get('stop_reason')})" if result.get("stopped") else "finished"
-        lines = [f"Training {state} at epoch {result.get('epoch')}, step {result.get('global_step')} "
-                 f"({self.samples} filelist entries, {self.processes} process(es))."]
+        lines = [
+            f"Training {state} at epoch {result.get('epoch')}, step {result.get('global_step')} "
+            f"({self.samples} filelist entries, {self.processes} process(es))."
+        ]
         if self.left_out:
             lines.append(f"{len(self.left_out)} piece(s) left out of the filelist: {'; '.join(self.left_out[:5])}")
         if self.final_model is not None:
@@ -64,12 +66,15 @@ class FitOutcome:
         return asdict(self)
 
 
-def pretrained_files(request: FitRequest, config: ExperimentConfig, folders: Folders,
-                     callbacks: Callbacks) -> tuple[str | None, str | None]:  # fmt: skip
+def pretrained_files(
+    request: FitRequest, config: ExperimentConfig, folders: Folders, callbacks: Callbacks
+) -> tuple[str | None, str | None]:
     """The pretrained (G, D) to start from: the request's, "" / "none" for none, None for RVC's files if present."""
     chosen = []
-    for given, asset in zip((request.pretrained_g, request.pretrained_d),
-                            pretrained_paths(config.version, config.sample_rate, config.use_f0)):  # fmt: skip
+    for given, asset in zip(
+        (request.pretrained_g, request.pretrained_d),
+        pretrained_paths(config.version, config.sample_rate, config.use_f0),
+    ):
         if given is not None:
             chosen.append(None if given.strip().lower() in NO_PRETRAINED else given)
             continue
@@ -78,8 +83,10 @@ def pretrained_files(request: FitRequest, config: ExperimentConfig, folders: Fol
             chosen.append(str(default))
         else:
             chosen.append(None)
-            callbacks.note(f"warning: no pretrained file at '{default}'; training from scratch (download it with "
-                           f"`{PRETRAINED_DOWNLOAD.format(asset.key)}`, or pass --pretrained-g/-d '').")
+            callbacks.note(
+                f"warning: no pretrained file at '{default}'; training from scratch (download it with "
+                f"`{PRETRAINED_DOWNLOAD.format(asset.key)}`, or pass --pretrained-g/-d '')."
+            )
     return chosen[0], chosen[1]
 
 
@@ -98,12 +105,22 @@ def fit_options(request: FitRequest, folders: Folders, pretrained: tuple[str | N
     if ids:
         device = f"cuda:{ids[0]}" if request.processes_to_launch == 1 else "cuda"
     return FitOptions(
-        total_epochs=request.epochs, save_every=request.save_every, save_latest_only=request.latest_only,
-        save_small_model_every_save=request.save_small_models, pretrained_g=pretrained[0],
-        pretrained_d=pretrained[1], batch_size=request.batch_size, device=device, precision=request.precision,
-        num_workers=request.num_workers, log_interval=request.log_interval, weights_dir=folders.weights_dir,
-        seed=request.seed, threads=request.threads, discriminator_divisors=request.disc_divisors,
-    )  # fmt: skip
+        total_epochs=request.epochs,
+        save_every=request.save_every,
+        save_latest_only=request.latest_only,
+        save_small_model_every_save=request.save_small_models,
+        pretrained_g=pretrained[0],
+        pretrained_d=pretrained[1],
+        batch_size=request.batch_size,
+        device=device,
+        precision=request.precision,
+        num_workers=request.num_workers,
+        log_interval=request.log_interval,
+        weights_dir=folders.weights_dir,
+        seed=request.seed,
+        threads=request.threads,
+        discriminator_divisors=request.disc_divisors,
+    )
 
 
 def run_fit(request: FitRequest, callbacks: Callbacks | None = None) -> FitOutcome:
@@ -118,8 +135,10 @@ def run_fit(request: FitRequest, callbacks: Callbacks | None = None) -> FitOutco
     config, _ = experiment_config(request, folders, create=False)
     paths = folders.experiment(request.name)
     if request.speaker_id >= config.model.spk_embed_dim:
-        raise ExperimentError(f"--speaker-id {request.speaker_id} does not exist: experiment '{config.name}' has "
-                              f"{config.model.spk_embed_dim} speaker slots (ids 0 to {config.model.spk_embed_dim - 1}).")
+        raise ExperimentError(
+            f"--speaker-id {request.speaker_id} does not exist: experiment '{config.name}' has "
+            f"{config.model.spk_embed_dim} speaker slots (ids 0 to {config.model.spk_embed_dim - 1})."
+        )
     mute = _mute(request, config, folders)
     samples, left_out = write_filelist(paths.root, config.version, config.use_f0, request.speaker_id, mute)
     for line in left_out:
@@ -136,6 +155,12 @@ def run_fit(request: FitRequest, callbacks: Callbacks | None = None) -> FitOutco
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
         argv = torchrun_argv(paths.root, options, processes)
         callbacks.note(f"starting {processes} training processes: {quote_command(argv)}")
-        result = run_torchrun(argv, stop_file=paths.stop_file, env=env, progress=callbacks.progress,
-                              log=callbacks.log, cancel=callbacks.cancel)
+        result = run_torchrun(
+            argv,
+            stop_file=paths.stop_file,
+            env=env,
+            progress=callbacks.progress,
+            log=callbacks.log,
+            cancel=callbacks.cancel,
+        )
     return FitOutcome(samples, left_out, processes, pretrained, result)

@@ -142,16 +142,28 @@ class _Steps:
             raise IndexBuildCancelled("Index building cancelled.")
 
 
-def _build(paths: ExperimentPaths, version: str, outside_dir: Path | None, kmeans_threshold: int,
-           kmeans_centers: int, add_batch: int, seed: int | None, step: _Steps) -> IndexReport:
+def _build(
+    paths: ExperimentPaths,
+    version: str,
+    outside_dir: Path | None,
+    kmeans_threshold: int,
+    kmeans_centers: int,
+    add_batch: int,
+    seed: int | None,
+    step: _Steps,
+) -> IndexReport:
     notes: list[str] = []
     big = _load_features(paths.features(version), step, notes)
     rng = np.random.default_rng(seed)
     rng.shuffle(big)  # in place, along the rows
     dim = big.shape[1]
     if dim != FEATURE_DIMS[version]:
-        _note(step, notes, f"Note: the features are {dim}-d but {version} voices use {FEATURE_DIMS[version]}-d; "
-                           f"this index will not fit a {version} voice.")
+        _note(
+            step,
+            notes,
+            f"Note: the features are {dim}-d but {version} voices use {FEATURE_DIMS[version]}-d; "
+            f"this index will not fit a {version} voice.",
+        )
     used_kmeans = False
     if len(big) > kmeans_threshold:
         centres = _reduce_with_kmeans(big, kmeans_centers, int(rng.integers(2**31 - 1)), step, notes)
@@ -225,8 +237,12 @@ def _load_features(folder: Path, step: _Steps, notes: list[str]) -> np.ndarray:
         if kept < len(rows):
             bad_files.append(f"{path.name} ({len(rows) - kept})")
     if bad_files:
-        _note(step, notes, f"Dropped {len(big) - filled} feature rows with NaN/inf values: {', '.join(bad_files)}. "
-                           "Re-extract those files if this is unexpected.")
+        _note(
+            step,
+            notes,
+            f"Dropped {len(big) - filled} feature rows with NaN/inf values: {', '.join(bad_files)}. "
+            "Re-extract those files if this is unexpected.",
+        )
     if filled == 0:
         raise IndexBuildError(f"The feature files in '{folder}' hold no usable rows: run feature extraction again.")
     return big[:filled]
@@ -266,8 +282,12 @@ def _reduce_with_kmeans(big: np.ndarray, centers: int, seed: int, step: _Steps, 
             kmeans.train(big, init_centroids=centroids)
             centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
         except Exception as error:  # RVC carries on with all vectors after any k-means failure
-            _note(step, notes, f"k-means failed ({type(error).__name__}: {error}); "
-                               f"building the index from all {len(big)} vectors instead.")
+            _note(
+                step,
+                notes,
+                f"k-means failed ({type(error).__name__}: {error}); "
+                f"building the index from all {len(big)} vectors instead.",
+            )
             return None
     return centroids
 

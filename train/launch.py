@@ -40,8 +40,18 @@ def free_port() -> int:
 def torchrun_argv(exp_dir: str | os.PathLike, options: FitOptions, nproc: int, *, port: int | None = None) -> list[str]:
     """``python -m torch.distributed.run --nproc_per_node N ... -m train.fit_main <flags> --json-progress``."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-        "--master_port", str(port or free_port()), "-m", "train.fit_main", *fit_main_args(exp_dir, options),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port or free_port()),
+        "-m",
+        "train.fit_main",
+        *fit_main_args(exp_dir, options),
         "--json-progress",
     ]
 
@@ -66,9 +76,16 @@ def run_torchrun(
     Raises :class:`TrainingProcessError` when the child exits with an error or without a result.
     """
     process = subprocess.Popen(
-        argv, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", bufsize=1,
-    )  # fmt: skip
+        argv,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    )
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True, name="torchrun-output")
     reader.start()
@@ -102,8 +119,10 @@ def run_torchrun(
     finally:
         reader.join(timeout=5)
     if code != 0:
-        raise TrainingProcessError(f"Training under torchrun failed with exit code {code}; see its messages above "
-                                   f"and '{stop_file.parent / 'train.log'}'.")
+        raise TrainingProcessError(
+            f"Training under torchrun failed with exit code {code}; see its messages above "
+            f"and '{stop_file.parent / 'train.log'}'."
+        )
     if result is None:
         raise TrainingProcessError("Training under torchrun ended without reporting a result; see its messages above.")
     return result

@@ -136,8 +136,10 @@ def fit(
     options = options or FitOptions()
     paths = ExperimentPaths(Path(exp_dir).absolute())
     if not paths.config.is_file() or not paths.filelist.is_file():
-        raise ExperimentError(f"'{paths.root}' has no config.json or filelist.txt; run preprocessing and "
-                              "pitch/feature extraction (which writes the filelist) first.")
+        raise ExperimentError(
+            f"'{paths.root}' has no config.json or filelist.txt; run preprocessing and "
+            "pitch/feature extraction (which writes the filelist) first."
+        )
     config = ExperimentConfig.load(paths.config)
     threads = torch.get_num_threads()
     if options.threads:
@@ -166,32 +168,70 @@ def _start(paths: ExperimentPaths, config: ExperimentConfig, options: FitOptions
     barrier(ctx)
     batch_size = options.batch_size or config.train.batch_size
     entries = read_filelist(paths.filelist)
-    dataset = TrainingDataset(entries, config.data, use_f0=config.use_f0, feature_dim=config.model.feature_dim,
-                              spk_embed_dim=config.model.spk_embed_dim)
-    sampler = BucketSampler(dataset.lengths, batch_size, bucket_boundaries(config.sample_rate / config.data.hop_length),
-                            num_replicas=ctx.world_size, rank=ctx.rank)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=options.num_workers,
-                        pin_memory=ctx.device.type == "cuda", persistent_workers=options.num_workers > 0,
-                        worker_init_fn=ignore_sigint_in_worker)
+    dataset = TrainingDataset(
+        entries,
+        config.data,
+        use_f0=config.use_f0,
+        feature_dim=config.model.feature_dim,
+        spk_embed_dim=config.model.spk_embed_dim,
+    )
+    sampler = BucketSampler(
+        dataset.lengths,
+        batch_size,
+        bucket_boundaries(config.sample_rate / config.data.hop_length),
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=options.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=options.num_workers > 0,
+        worker_init_fn=ignore_sigint_in_worker,
+    )
     state, messages, resumed = _build_state(paths, config, options, ctx, len(sampler))
-    settings = StepSettings(dataset.spectrogram, config.model.segment_size, config.train.c_mel, config.train.c_kl,
-                            resolve_precision(options.precision, ctx.device, fp16_run=config.train.fp16_run),
-                            config.use_f0)
+    settings = StepSettings(
+        dataset.spectrogram,
+        config.model.segment_size,
+        config.train.c_mel,
+        config.train.c_kl,
+        resolve_precision(options.precision, ctx.device, fp16_run=config.train.fp16_run),
+        config.use_f0,
+    )
     train_log = TrainLog(paths, enabled=ctx.is_main, keep_epochs=state.epoch - 1, global_step=state.global_step)
     train_log.info(repr(rvc_hparams(config, options, paths, batch_size)))
     for message in messages:
         train_log.info(message)
-    train_log.info(f"Training on {ctx.device} ({ctx.world_size} process(es), {settings.precision.name}), batch "
-                   f"{batch_size} per process, {len(sampler)} steps per epoch, epochs {state.epoch}.."
-                   f"{options.total_epochs}")
+    train_log.info(
+        f"Training on {ctx.device} ({ctx.world_size} process(es), {settings.precision.name}), batch "
+        f"{batch_size} per process, {len(sampler)} steps per epoch, epochs {state.epoch}.."
+        f"{options.total_epochs}"
+    )
     if sampler.dropped:
         names = ", ".join(Path(entries[i].gt_wav).name for i in sampler.dropped[:5])
-        train_log.warning(f"{len(sampler.dropped)} of {len(entries)} samples are under 0.75 s or over 6.75 s and are "
-                          f"not used (like RVC): {names}{' ...' if len(sampler.dropped) > 5 else ''}")
+        train_log.warning(
+            f"{len(sampler.dropped)} of {len(entries)} samples are under 0.75 s or over 6.75 s and are "
+            f"not used (like RVC): {names}{' ...' if len(sampler.dropped) > 5 else ''}"
+        )
     f0_files = sorted({Path(e.f0_hz) for e in entries if e.f0_hz is not None})
     result = FitResult(state.epoch, state.epoch - 1, state.global_step, dropped_samples=len(sampler.dropped))
-    return _Run(paths, config, options, ctx, train_log, state, settings, loader, _weights_dir(options), f0_files,
-                result, options.log_interval or config.train.log_interval, state.global_step if resumed else -1)
+    return _Run(
+        paths,
+        config,
+        options,
+        ctx,
+        train_log,
+        state,
+        settings,
+        loader,
+        _weights_dir(options),
+        f0_files,
+        result,
+        options.log_interval or config.train.log_interval,
+        state.global_step if resumed else -1,
+    )
 
 
 def _build_state(
@@ -224,9 +264,15 @@ def _build_state(
     if scaler_state and scaler.is_enabled():
         scaler.load_state_dict(scaler_state)
     state = TrainState(
-        wrap(net_g, ctx), wrap(net_d, ctx), optim_g, optim_d,
+        wrap(net_g, ctx),
+        wrap(net_d, ctx),
+        optim_g,
+        optim_d,
         make_scheduler(optim_g, config.train.lr_decay, start_epoch),
-        make_scheduler(optim_d, config.train.lr_decay, start_epoch), scaler, start_epoch, global_step,
+        make_scheduler(optim_d, config.train.lr_decay, start_epoch),
+        scaler,
+        start_epoch,
+        global_step,
     )
     return state, messages, pair is not None
 
@@ -251,8 +297,16 @@ def _train(run: _Run, stop: StopRequest, progress: Progress | None) -> FitResult
         result.epoch = epoch
         elapsed = datetime.timedelta(seconds=time.time() - started)
         run.log.info(f"====> Epoch: {epoch} [{datetime.datetime.now():%Y-%m-%d %H:%M:%S}] | ({elapsed})")
-        run.log.record({"kind": "epoch", "epoch": epoch, "step": state.global_step, **means,
-                        "lr": state.learning_rate, "time": time.time()})
+        run.log.record(
+            {
+                "kind": "epoch",
+                "epoch": epoch,
+                "step": state.global_step,
+                **means,
+                "lr": state.learning_rate,
+                "time": time.time(),
+            }
+        )
         if epoch % options.save_every == 0 or epoch == options.total_epochs:
             _save(run, epoch)
         state.sched_g.step()
@@ -294,23 +348,41 @@ def _log_step(run: _Run, epoch: int, batch_index: int, losses: Losses, gen, batc
     mel, kl = min(values["loss/g/mel"], 75.0), min(values["loss/g/kl"], 9.0)  # RVC clamps these for display
     run.log.info(f"Train Epoch: {epoch} [{100.0 * batch_index / len(run.loader):.0f}%]")
     run.log.info(str([step, lr]))
-    run.log.info(f"loss_disc={values['loss/d/total']:.3f}, loss_gen={values['loss/g/gen']:.3f}, "
-                 f"loss_fm={values['loss/g/fm']:.3f},loss_mel={mel:.3f}, loss_kl={kl:.3f}")
+    run.log.info(
+        f"loss_disc={values['loss/d/total']:.3f}, loss_gen={values['loss/g/gen']:.3f}, "
+        f"loss_fm={values['loss/g/fm']:.3f},loss_mel={mel:.3f}, loss_kl={kl:.3f}"
+    )
     board = {key: value for key, value in values.items() if key != "loss/g/gen"}
     board.update({"loss/g/mel": mel, "loss/g/kl": kl, "learning_rate": lr})
-    images = {"slice/mel_org": gen.real_mel[0].detach().float().cpu(), "slice/mel_gen": gen.fake_mel[0].detach().cpu(),
-              "all/mel": run.settings.spectrogram.mel_from_linear(batch.spec[0].float()).cpu()}
+    images = {
+        "slice/mel_org": gen.real_mel[0].detach().float().cpu(),
+        "slice/mel_gen": gen.fake_mel[0].detach().cpu(),
+        "all/mel": run.settings.spectrogram.mel_from_linear(batch.spec[0].float()).cpu(),
+    }
     run.log.scalars(board, step, images)
-    run.log.record({"kind": "step", "epoch": epoch, "step": step, **{k: values[k] for k in METRIC_KEYS},
-                    "lr": lr, "time": time.time()})
+    run.log.record(
+        {
+            "kind": "step",
+            "epoch": epoch,
+            "step": step,
+            **{k: values[k] for k in METRIC_KEYS},
+            "lr": lr,
+            "time": time.time(),
+        }
+    )
 
 
 def _save(run: _Run, epoch: int) -> None:
     state = run.state
     if run.ctx.is_main and state.global_step != run.last_saved_step:
         pair = save_pair(
-            run.paths.root, state.generator, state.discriminator, (state.optim_g, state.optim_d), epoch=epoch,
-            global_step=state.global_step, learning_rate=run.config.train.learning_rate,
+            run.paths.root,
+            state.generator,
+            state.discriminator,
+            (state.optim_g, state.optim_d),
+            epoch=epoch,
+            global_step=state.global_step,
+            learning_rate=run.config.train.learning_rate,
             latest_only=run.options.save_latest_only,
             resume_info={"scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None},
         )
@@ -339,8 +411,10 @@ def _finish_stopped(run: _Run, epoch: int, steps_in_epoch: int) -> None:
         result.epoch = reached
         _save(run, reached)
         partly = f", epoch {epoch} cut short after {steps_in_epoch} step(s)" if steps_in_epoch else ""
-        run.log.info(f"stopped at epoch {reached}, step {run.state.global_step} ({result.stop_reason}{partly}); "
-                     f"checkpoint saved for epoch {reached}.")
+        run.log.info(
+            f"stopped at epoch {reached}, step {run.state.global_step} ({result.stop_reason}{partly}); "
+            f"checkpoint saved for epoch {reached}."
+        )
     else:
         run.log.info(f"stopped before any training step ({result.stop_reason}); nothing to save.")
     if run.ctx.is_main:

@@ -30,10 +30,19 @@ from train.steps import (
 
 # Share of the whole run each step's progress covers (training dominates).
 STEP_WEIGHTS = {"preprocess": 0.08, "check": 0.02, "extract": 0.15, "fit": 0.7, "index": 0.05}
-STEP_TITLES = {"preprocess": "process data", "check": "check the dataset", "extract": "extract pitch and features",
-               "fit": "write the filelist and train", "index": "build the feature index"}
+STEP_TITLES = {
+    "preprocess": "process data",
+    "check": "check the dataset",
+    "extract": "extract pitch and features",
+    "fit": "write the filelist and train",
+    "index": "build the feature index",
+}
 RUNNERS: dict[str, Callable[[Any, Callbacks], Any]] = {
-    "preprocess": run_preprocess, "check": run_check, "extract": run_extract, "fit": run_fit, "index": run_index,
+    "preprocess": run_preprocess,
+    "check": run_check,
+    "extract": run_extract,
+    "fit": run_fit,
+    "index": run_index,
 }
 
 
@@ -66,12 +75,12 @@ class AllOutcome:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        data: dict[str, Any] = {"stopped_in": self.stopped_in, "commands": self.commands,
-                                "remaining": self.remaining}
+        data: dict[str, Any] = {"stopped_in": self.stopped_in, "commands": self.commands, "remaining": self.remaining}
         for name in RUNNERS:
             outcome = getattr(self, name)
-            data[name] = None if outcome is None else (outcome.to_json() if hasattr(outcome, "to_json") else
-                                                        asdict(outcome))
+            data[name] = (
+                None if outcome is None else (outcome.to_json() if hasattr(outcome, "to_json") else asdict(outcome))
+            )
         return data
 
 

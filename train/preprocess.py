@@ -160,9 +160,8 @@ def list_sources(dataset_dir: Path, exclude: Path | None = None) -> tuple[list[P
     for folder, subfolders, names in os.walk(dataset_dir):
         folder_path = Path(folder)
         subfolders[:] = [
-            name for name in subfolders
-            if not name.startswith(".") and (folder_path / name).resolve() != excluded
-        ]  # fmt: skip
+            name for name in subfolders if not name.startswith(".") and (folder_path / name).resolve() != excluded
+        ]
         found += [folder_path / name for name in names if not name.startswith(".") and (folder_path / name).is_file()]
     found.sort(key=lambda path: path.relative_to(dataset_dir).parts)
     audio = [path for path in found if path.suffix.lower() not in NOT_AUDIO_SUFFIXES]
@@ -296,14 +295,27 @@ def preprocess_dataset(
     paths.root.mkdir(parents=True, exist_ok=True)
     removed = _clear_outputs(paths)
     report = PreprocessReport(
-        sources=len(files), ignored=[p.relative_to(dataset).as_posix() for p in ignored], sample_rate=sample_rate,
-        piece_seconds=piece_seconds, overlap_seconds=overlap_seconds, dataset_dir=str(dataset),
-    )  # fmt: skip
+        sources=len(files),
+        ignored=[p.relative_to(dataset).as_posix() for p in ignored],
+        sample_rate=sample_rate,
+        piece_seconds=piece_seconds,
+        overlap_seconds=overlap_seconds,
+        dataset_dir=str(dataset),
+    )
     jobs = [
-        SourceJob(index, path.relative_to(dataset).as_posix(), str(path), str(paths.gt_wavs), str(paths.wavs16k),
-                  sample_rate, piece_seconds, overlap_seconds, min_piece_seconds)
+        SourceJob(
+            index,
+            path.relative_to(dataset).as_posix(),
+            str(path),
+            str(paths.gt_wavs),
+            str(paths.wavs16k),
+            sample_rate,
+            piece_seconds,
+            overlap_seconds,
+            min_piece_seconds,
+        )
         for index, path in enumerate(files)
-    ]  # fmt: skip
+    ]
     if workers is None:
         many = min(resources.usable_cores(), len(files)) > 1
         if many:

@@ -72,8 +72,9 @@ def highpass(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return signal.lfilter(b, a, audio)
 
 
-def split_pieces(length: int, sample_rate: int, piece_seconds: float = PIECE_SECONDS,
-                 overlap_seconds: float = OVERLAP_SECONDS) -> list[tuple[int, int]]:  # fmt: skip
+def split_pieces(
+    length: int, sample_rate: int, piece_seconds: float = PIECE_SECONDS, overlap_seconds: float = OVERLAP_SECONDS
+) -> list[tuple[int, int]]:
     """Sample ranges of the pieces of a chunk of ``length`` samples (spec §2 step 5).
 
     Pieces of ``int(piece_seconds * sr)`` samples start every ``(piece - overlap)`` seconds

@@ -56,14 +56,18 @@ class ReuseOutcome:
 
     def text(self) -> str:
         total = sum(self.files.values())
-        lines = [f"Experiment '{self.target}' starts from '{self.source}': {total} files "
-                 f"({self.linked} hard-linked) in {', '.join(f'{k} ({v})' for k, v in self.files.items())}."]
+        lines = [
+            f"Experiment '{self.target}' starts from '{self.source}': {total} files "
+            f"({self.linked} hard-linked) in {', '.join(f'{k} ({v})' for k, v in self.files.items())}."
+        ]
         lines += [f"Not taken over: {reason}" for reason in self.skipped]
         lines.append("Next:")
         lines += [f"$ {command}" for command in self.next_commands]
         if self.continue_from is not None:
-            lines.append(f"(to continue from '{self.source}''s training, the fit command passes its G/D as pretrained "
-                         "files; leave them out to start from the usual pretrained model)")
+            lines.append(
+                f"(to continue from '{self.source}''s training, the fit command passes its G/D as pretrained "
+                "files; leave them out to start from the usual pretrained model)"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -106,8 +110,18 @@ def _bring(source: Path, target: Path, copy: bool) -> tuple[int, int]:
 def _model_widths(old: ExperimentConfig, *, same_version: bool) -> dict:
     """The source model's widths, so that the new experiment trains the same kind of model (its own
     version's feature width when the version changes; upsampling always from the preset)."""
-    keep = ["inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
-            "p_dropout", "upsample_initial_channel", "gin_channels", "spk_embed_dim"]
+    keep = [
+        "inter_channels",
+        "hidden_channels",
+        "filter_channels",
+        "n_heads",
+        "n_layers",
+        "kernel_size",
+        "p_dropout",
+        "upsample_initial_channel",
+        "gin_channels",
+        "spk_embed_dim",
+    ]
     values = old.model.to_dict()
     return {key: values[key] for key in keep + ["feature_dim"] * same_version if key in values}
 
@@ -125,9 +139,16 @@ def target_config(request: ReuseRequest, old: ExperimentConfig) -> ExperimentCon
         if train is not None:
             train["betas"] = tuple(train["betas"])
     try:
-        return ExperimentConfig.create(request.name, version, old.sample_rate, use_f0, model_overrides=model,
-                                       train_overrides=train, f0_method=old.f0_method,
-                                       content_encoder=old.content_encoder)
+        return ExperimentConfig.create(
+            request.name,
+            version,
+            old.sample_rate,
+            use_f0,
+            model_overrides=model,
+            train_overrides=train,
+            f0_method=old.f0_method,
+            content_encoder=old.content_encoder,
+        )
     except TypeError as exc:
         raise ExperimentError(f"--config-overrides does not fit the model preset: {exc}") from exc
 
@@ -135,27 +156,40 @@ def target_config(request: ReuseRequest, old: ExperimentConfig) -> ExperimentCon
 def _check_request(request: ReuseRequest, source: ExperimentPaths, target: ExperimentPaths) -> ExperimentConfig:
     """The source's config, after refusing what cannot be reused (clear messages, nothing touched)."""
     if not source.config.is_file():
-        raise ExperimentError(f"Experiment '{source.name}' does not exist in '{source.root.parent}' (no config.json); "
-                              "check --from and --logs-dir.")
+        raise ExperimentError(
+            f"Experiment '{source.name}' does not exist in '{source.root.parent}' (no config.json); "
+            "check --from and --logs-dir."
+        )
     old = ExperimentConfig.load(source.config)
     if request.sample_rate is not None and sample_rate_from_tag(request.sample_rate) != old.sample_rate:
         report = PreprocessReport.load(source.preprocess_report) if source.preprocess_report.is_file() else None
         dataset = report.dataset_dir if report is not None and report.dataset_dir else "DIR"
-        command = PreprocessRequest(name=request.name, logs_dir=request.logs_dir, sample_rate=request.sample_rate,
-                                    version=request.version, use_f0=request.use_f0, dataset=Path(dataset))
+        command = PreprocessRequest(
+            name=request.name,
+            logs_dir=request.logs_dir,
+            sample_rate=request.sample_rate,
+            version=request.version,
+            use_f0=request.use_f0,
+            dataset=Path(dataset),
+        )
         raise ExperimentError(
             f"'{source.name}' was preprocessed at {old.tag}; a {request.sample_rate} model needs pieces cut at "
             f"{request.sample_rate} from the recordings. Preprocess them into the new experiment instead: "
             f"`{command.command_line()}`"
         )
     if not (_has_files(source.gt_wavs) and _has_files(source.wavs16k)):
-        raise ExperimentError(f"'{source.root}' has no preprocessed pieces to reuse: run `python -m train preprocess "
-                              f"--name {source.name} --dataset DIR` first.")
-    taken = [folder.name for folder in (target.gt_wavs, target.wavs16k, target.f0_coarse, target.f0_hz)
-             if _has_files(folder)] + [p.name for p in target.root.glob("3_feature*") if _has_files(p)]
+        raise ExperimentError(
+            f"'{source.root}' has no preprocessed pieces to reuse: run `python -m train preprocess "
+            f"--name {source.name} --dataset DIR` first."
+        )
+    taken = [
+        folder.name for folder in (target.gt_wavs, target.wavs16k, target.f0_coarse, target.f0_hz) if _has_files(folder)
+    ] + [p.name for p in target.root.glob("3_feature*") if _has_files(p)]
     if target.config.exists() or taken:
-        raise ExperimentError(f"Experiment '{target.name}' already exists in '{target.root.parent}'; choose a new "
-                              "name for --to, or delete its folder first.")
+        raise ExperimentError(
+            f"Experiment '{target.name}' already exists in '{target.root.parent}'; choose a new "
+            "name for --to, or delete its folder first."
+        )
     return old
 
 
@@ -173,8 +207,10 @@ def _plan(source: ExperimentPaths, old: ExperimentConfig, new: ExperimentConfig)
     if width is None:
         skipped.append(f"features: '{source.name}' has no {features.name} ({new.version}); extract them.")
     elif width != new.model.feature_dim:
-        skipped.append(f"features: {features.name} holds {width}-d features but the new model needs "
-                       f"{new.model.feature_dim}-d ones; extract them again.")
+        skipped.append(
+            f"features: {features.name} holds {width}-d features but the new model needs "
+            f"{new.model.feature_dim}-d ones; extract them again."
+        )
     else:
         folders.append(features)
     return folders, skipped
@@ -216,8 +252,9 @@ def run_reuse(request: ReuseRequest, callbacks: Callbacks | None = None) -> Reus
     return outcome
 
 
-def _next_steps(request: ReuseRequest, source: ExperimentPaths, old: ExperimentConfig, new: ExperimentConfig,
-                plan: list[Path]) -> tuple[list[str], tuple[str, str] | None]:  # fmt: skip
+def _next_steps(
+    request: ReuseRequest, source: ExperimentPaths, old: ExperimentConfig, new: ExperimentConfig, plan: list[Path]
+) -> tuple[list[str], tuple[str, str] | None]:
     common = {"name": request.name, "logs_dir": request.logs_dir}
     commands = []
     needed = [source.features(new.version)] + ([source.f0_coarse] if new.use_f0 else [])
@@ -225,7 +262,10 @@ def _next_steps(request: ReuseRequest, source: ExperimentPaths, old: ExperimentC
         commands.append(ExtractRequest(**common).command_line())
     pair = find_latest_pair(source.root) if new.model == old.model and new.use_f0 == old.use_f0 else None
     continue_from = (str(pair.generator), str(pair.discriminator)) if pair is not None else None
-    fit = FitRequest(**common, pretrained_g=continue_from[0] if continue_from else None,
-                     pretrained_d=continue_from[1] if continue_from else None)
+    fit = FitRequest(
+        **common,
+        pretrained_g=continue_from[0] if continue_from else None,
+        pretrained_d=continue_from[1] if continue_from else None,
+    )
     commands += [fit.command_line(), IndexRequest(**common).command_line()]
     return commands, continue_from

@@ -62,8 +62,13 @@ class Spectrogram:
     def from_hparams(cls, data) -> Spectrogram:
         """From a :class:`train.experiment.DataHParams` (RVC's ``data`` section)."""
         return cls(
-            data.sampling_rate, data.filter_length, data.hop_length, data.win_length,
-            data.n_mel_channels, data.mel_fmin, data.mel_fmax,
+            data.sampling_rate,
+            data.filter_length,
+            data.hop_length,
+            data.win_length,
+            data.n_mel_channels,
+            data.mel_fmin,
+            data.mel_fmax,
         )
 
     @property
@@ -105,8 +110,15 @@ class Spectrogram:
         padded = torch.nn.functional.pad(batch.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         window = self._cached("window", batch.dtype, batch.device)
         stft = torch.stft(
-            padded, self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=window,
-            center=False, normalized=False, onesided=True, return_complex=True,
+            padded,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
         )
         spec = torch.sqrt(torch.view_as_real(stft).pow(2).sum(-1) + MAGNITUDE_EPS)
         return spec.squeeze(0) if squeeze else spec

@@ -208,8 +208,12 @@ def generator_step(state: TrainState, settings: StepSettings, gen: GeneratorPass
     state.scaler.step(state.optim_g)
     state.scaler.update()
     losses: Losses = {
-        "loss/g/total": total.detach(), "loss/g/gen": loss_gen.detach(), "loss/g/fm": loss_fm.detach(),
-        "loss/g/mel": loss_mel.detach(), "loss/g/kl": loss_kl.detach(), "grad_norm_g": norm,
+        "loss/g/total": total.detach(),
+        "loss/g/gen": loss_gen.detach(),
+        "loss/g/fm": loss_fm.detach(),
+        "loss/g/mel": loss_mel.detach(),
+        "loss/g/kl": loss_kl.detach(),
+        "grad_norm_g": norm,
     }
     losses.update({f"loss/g/{i}": t.detach() for i, t in enumerate(gen_terms)})
     return losses

@@ -86,8 +86,12 @@ class Folders:
             value = getattr(request, name, None)
             return value if value is not None else default
 
-        return cls(Path(pick("logs_dir", settings.logs_dir)), Path(pick("weights_dir", settings.weights_dir)),
-                   Path(pick("assets_dir", settings.assets_dir)), str(pick("device", settings.device)))
+        return cls(
+            Path(pick("logs_dir", settings.logs_dir)),
+            Path(pick("weights_dir", settings.weights_dir)),
+            Path(pick("assets_dir", settings.assets_dir)),
+            str(pick("device", settings.device)),
+        )
 
     def experiment(self, name: str) -> ExperimentPaths:
         return ExperimentPaths(self.logs_dir.absolute() / name)
@@ -114,16 +118,23 @@ def experiment_config(request: ExperimentRequest, folders: Folders, *, create: b
     paths = folders.experiment(request.name)
     if paths.config.is_file() or not create:
         stored = _load_config(paths)
-        check_same_settings(stored, request.version or stored.version, request.sample_rate or stored.tag,
-                            stored.use_f0 if request.use_f0 is None else request.use_f0)
+        check_same_settings(
+            stored,
+            request.version or stored.version,
+            request.sample_rate or stored.tag,
+            stored.use_f0 if request.use_f0 is None else request.use_f0,
+        )
         return stored, False
     version, tag, use_f0 = NEW_EXPERIMENT_DEFAULTS
     overrides = getattr(request, "config_overrides", None) or {}
     try:
         config = ExperimentConfig.create(
-            request.name, request.version or version, request.sample_rate or tag,
+            request.name,
+            request.version or version,
+            request.sample_rate or tag,
             use_f0 if request.use_f0 is None else request.use_f0,
-            model_overrides=overrides.get("model"), train_overrides=overrides.get("train"),
+            model_overrides=overrides.get("model"),
+            train_overrides=overrides.get("train"),
         )
     except TypeError as exc:  # an unknown key in the overrides
         raise ExperimentError(f"--config-overrides does not fit the model preset: {exc}") from exc
@@ -163,8 +174,15 @@ def run_preprocess(request: PreprocessRequest, callbacks: Callbacks | None = Non
     folders = Folders.of(request)
     config, is_new = experiment_config(request, folders, create=True)
     paths = folders.experiment(request.name)
-    report = preprocess_dataset(dataset, paths.root, config.sample_rate, workers=request.processes,
-                                progress=callbacks.progress, cancel=callbacks.cancel, log=callbacks.log)
+    report = preprocess_dataset(
+        dataset,
+        paths.root,
+        config.sample_rate,
+        workers=request.processes,
+        progress=callbacks.progress,
+        cancel=callbacks.cancel,
+        log=callbacks.log,
+    )
     if is_new and report.pieces:
         open_experiment(folders.logs_dir.absolute(), config)
     outcome = PreprocessOutcome(report, check_dataset(paths.root, config.sample_rate, report), is_new)
@@ -216,8 +234,9 @@ def run_extract(request: ExtractRequest, callbacks: Callbacks | None = None) -> 
     paths = folders.experiment(request.name)
     hubert = folders.hubert(request)
     if not hubert.exists():
-        raise ModelFileError(f"Content encoder not found at '{hubert}'. Download it with `{HUBERT_DOWNLOAD}`, "
-                             "or pass --hubert.")
+        raise ModelFileError(
+            f"Content encoder not found at '{hubert}'. Download it with `{HUBERT_DOWNLOAD}`, or pass --hubert."
+        )
     encoder = load_content_encoder(hubert)
     width = encoder.feature_dim(config.version)
     if width != config.model.feature_dim:
@@ -233,17 +252,30 @@ def run_extract(request: ExtractRequest, callbacks: Callbacks | None = None) -> 
     if config.use_f0:
         method = "rmvpe" if request.f0_method == "rmvpe_gpu" else request.f0_method
         rmvpe = request.rmvpe if request.rmvpe is not None else asset_path("rmvpe", root=folders.assets_dir)
-        pitch = extract_pitch(paths.root, method, workers=request.processes or default_pitch_processes(),
-                              devices=devices, rmvpe_path=rmvpe, progress=callbacks.within(0.0, 0.5).progress,
-                              cancel=callbacks.cancel, log=callbacks.log)
+        pitch = extract_pitch(
+            paths.root,
+            method,
+            workers=request.processes or default_pitch_processes(),
+            devices=devices,
+            rmvpe_path=rmvpe,
+            progress=callbacks.within(0.0, 0.5).progress,
+            cancel=callbacks.cancel,
+            log=callbacks.log,
+        )
         if config.f0_method != method:
             replace(config, f0_method=method).save(paths.config)  # the voice's metadata names it
         if pitch.cancelled:
             return ExtractOutcome(pitch, None, cancelled=True)
     start = 0.5 if config.use_f0 else 0.0
-    features = extract_features(paths.root, config.version, hubert, devices=devices,
-                                progress=callbacks.within(start, 1.0).progress, cancel=callbacks.cancel,
-                                log=callbacks.log)
+    features = extract_features(
+        paths.root,
+        config.version,
+        hubert,
+        devices=devices,
+        progress=callbacks.within(start, 1.0).progress,
+        cancel=callbacks.cancel,
+        log=callbacks.log,
+    )
     return ExtractOutcome(pitch, features, cancelled=features.cancelled)
 
 
@@ -273,8 +305,14 @@ def run_index(request: IndexRequest, callbacks: Callbacks | None = None) -> Inde
     if request.version is not None:
         check_same_settings(config, request.version, config.sample_rate, config.use_f0)
     try:
-        report = build_index(paths.root, config.version, outside_dir=folders.assets_dir / "indices",
-                             progress=callbacks.progress, cancel=callbacks.cancel, log=callbacks.log)
+        report = build_index(
+            paths.root,
+            config.version,
+            outside_dir=folders.assets_dir / "indices",
+            progress=callbacks.progress,
+            cancel=callbacks.cancel,
+            log=callbacks.log,
+        )
     except IndexBuildCancelled:
         return IndexOutcome(None, cancelled=True)
     if not report.added.is_file():  # build_index reads it back; this guards against anything removing it

@@ -41,8 +41,9 @@ def resolve_model(settings: Settings, choice: str | None, what: str = "model fil
         return settings.weights_dir / path
     if not path.is_file():
         where = f"'{settings.weights_dir / path}' or '{path.resolve()}'" if bare_name else f"'{path}'"
-        raise FileNotFoundError(f"{where} does not exist; choose a {what} from the list (Refresh lists) "
-                                "or give its full path.")
+        raise FileNotFoundError(
+            f"{where} does not exist; choose a {what} from the list (Refresh lists) or give its full path."
+        )
     return path
 
 
@@ -61,17 +62,29 @@ def _with_warnings(lines: list[str], warnings: list[str]) -> str:
 
 def _saved(say: Say, saved: ckpt.SavedVoice) -> str:
     model = saved.model
-    text = say("ckpt.saved", path=str(saved.path), sr=tag_from_sample_rate(model.sample_rate), version=model.version,
-               pitch=say("ckpt.pitch_yes" if model.use_f0 else "ckpt.pitch_no"), speakers=model.n_speakers,
-               info=model.info)
+    text = say(
+        "ckpt.saved",
+        path=str(saved.path),
+        sr=tag_from_sample_rate(model.sample_rate),
+        version=model.version,
+        pitch=say("ckpt.pitch_yes" if model.use_f0 else "ckpt.pitch_no"),
+        speakers=model.n_speakers,
+        info=model.info,
+    )
     return _with_warnings([text], saved.warnings)
 
 
 def merge(settings: Settings, say: Say, a: str, b: str, weight_a: float, info: str, name: str, overwrite: bool) -> str:
     """Merge voices ``a`` and ``b`` (``weight_a``·A + (1 − ``weight_a``)·B) into ``<weights>/<name>.pth``."""
-    saved = ckpt.merge_voices(resolve_model(settings, a, "voice A"), resolve_model(settings, b, "voice B"),
-                              float(weight_a), name.strip() or None, info=info.strip(),
-                              weights_dir=settings.weights_dir, overwrite=bool(overwrite))
+    saved = ckpt.merge_voices(
+        resolve_model(settings, a, "voice A"),
+        resolve_model(settings, b, "voice B"),
+        float(weight_a),
+        name.strip() or None,
+        info=info.strip(),
+        weights_dir=settings.weights_dir,
+        overwrite=bool(overwrite),
+    )
     return _saved(say, saved)
 
 
@@ -82,8 +95,9 @@ def show_info(settings: Settings, choice: str) -> str:
 
 def modify_info(settings: Settings, say: Say, choice: str, info: str, name: str, overwrite: bool) -> str:
     """Set a voice's info text, in place or into a new file ``name`` beside it."""
-    saved = ckpt.set_voice_info(resolve_model(settings, choice, "voice"), info, name.strip() or None,
-                                overwrite=bool(overwrite))
+    saved = ckpt.set_voice_info(
+        resolve_model(settings, choice, "voice"), info, name.strip() or None, overwrite=bool(overwrite)
+    )
     return _saved(say, saved)
 
 
@@ -107,19 +121,27 @@ def checkpoint_settings(choice: str | None) -> CheckpointSettings:
     return CheckpointSettings(tag, found.version, found.use_f0, found.source)
 
 
-def extract(settings: Settings, say: Say, choice: str, name: str, sample_rate: str, version: str, info: str,
-            overwrite: bool) -> str:
+def extract(
+    settings: Settings, say: Say, choice: str, name: str, sample_rate: str, version: str, info: str, overwrite: bool
+) -> str:
     """Extract a small model from a G_ checkpoint into the weights folder."""
-    saved = ckpt.extract_voice(resolve_model(settings, choice, "G_*.pth checkpoint"), name.strip() or None,
-                               weights_dir=settings.weights_dir, version=version or None,
-                               sample_rate=sample_rate or None, info=info.strip(), overwrite=bool(overwrite))
+    saved = ckpt.extract_voice(
+        resolve_model(settings, choice, "G_*.pth checkpoint"),
+        name.strip() or None,
+        weights_dir=settings.weights_dir,
+        version=version or None,
+        sample_rate=sample_rate or None,
+        info=info.strip(),
+        overwrite=bool(overwrite),
+    )
     return _saved(say, saved)
 
 
 def export_onnx(settings: Settings, say: Say, choice: str, output: str, overwrite: bool) -> tuple[str, Path]:
     """Export a voice to ONNX (default ``<voice>.onnx`` beside it); returns the description and the file."""
-    result = ckpt.export_onnx(resolve_model(settings, choice, "voice"), clean_path(output) or None,
-                              overwrite=bool(overwrite))
+    result = ckpt.export_onnx(
+        resolve_model(settings, choice, "voice"), clean_path(output) or None, overwrite=bool(overwrite)
+    )
     return result.text(), result.path
 
 
@@ -127,12 +149,17 @@ def make_bundle(settings: Settings, say: Say, choice: str, index: str, overwrite
     """Zip a voice with its index (``"auto"``: the paired one; ``""``: none) and ``voice.json``."""
     index_choice = clean_path(index)
     result = ckpt.make_bundle(
-        resolve_model(settings, choice, "voice"), index=None if index_choice == "" else index_choice,
+        resolve_model(settings, choice, "voice"),
+        index=None if index_choice == "" else index_choice,
         search_dirs=[d for d in (settings.logs_dir, settings.assets_dir / "indices") if d.is_dir()],
-        logs_dir=settings.logs_dir, weights_dir=settings.weights_dir, overwrite=bool(overwrite),
+        logs_dir=settings.logs_dir,
+        weights_dir=settings.weights_dir,
+        overwrite=bool(overwrite),
     )
     files = ", ".join(result.manifest.get("files", {}) or [])
-    return _with_warnings([say("export.bundle_saved", path=str(result.path), files=files)], result.warnings), result.path
+    return _with_warnings(
+        [say("export.bundle_saved", path=str(result.path), files=files)], result.warnings
+    ), result.path
 
 
 def import_bundle(settings: Settings, say: Say, upload: str | None, url: str, name: str, overwrite: bool) -> str:
@@ -140,8 +167,13 @@ def import_bundle(settings: Settings, say: Say, upload: str | None, url: str, na
     source = clean_path(upload) or clean_path(url)
     if not source:
         raise ValueError("Upload a voice zip or paste its URL first.")
-    voice = ckpt.import_bundle(source, name=name.strip() or None, weights_dir=settings.weights_dir,
-                               indices_dir=settings.assets_dir / "indices", overwrite=bool(overwrite))
+    voice = ckpt.import_bundle(
+        source,
+        name=name.strip() or None,
+        weights_dir=settings.weights_dir,
+        indices_dir=settings.assets_dir / "indices",
+        overwrite=bool(overwrite),
+    )
     lines = [say("export.imported", name=voice.name, path=str(voice.voice_path))]
     if voice.index_path is not None:
         lines.append(say("export.imported_index", path=str(voice.index_path)))

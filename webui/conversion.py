@@ -121,7 +121,11 @@ class OutputFolder:
 
 
 def run_single(
-    request: SingleRequest, cache: ModelCache, settings: Settings, outputs: OutputFolder, progress: Progress | None = None
+    request: SingleRequest,
+    cache: ModelCache,
+    settings: Settings,
+    outputs: OutputFolder,
+    progress: Progress | None = None,
 ) -> SingleOutcome:
     """Convert ``request.source`` into a new WAV in ``outputs``; models come from the shared ``cache``."""
     started = time.perf_counter()
@@ -172,6 +176,11 @@ def run_batch(
     job = prepare(request.voice, cache, params, index=request.index, logs_dir=settings.logs_dir)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     return convert_batch(
-        job, list(request.inputs), request.output_dir, format=request.format, overwrite=request.overwrite,
-        progress=progress, on_item=on_item,
-    )  # fmt: skip
+        job,
+        list(request.inputs),
+        request.output_dir,
+        format=request.format,
+        overwrite=request.overwrite,
+        progress=progress,
+        on_item=on_item,
+    )

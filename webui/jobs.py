@@ -111,8 +111,17 @@ class Job:
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
         extra = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if _IS_WINDOWS else {"start_new_session": True}
         process = subprocess.Popen(
-            list(step.argv), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", bufsize=1, **extra,
+            list(step.argv),
+            cwd=self.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            **extra,
         )
         with self._lock:
             self._process = process
@@ -209,9 +218,18 @@ class Job:
             overall = min(1.0, (done_steps + fraction) / count)
             end = self.finished or time.time()
             return JobSnapshot(
-                self.job_id, self.key, self.state, self.step_index, count, self.steps[self.step_index].label,
-                self.progress, overall, self.message, self.returncode,
-                "\n".join(list(self._lines)[-log_lines:]), end - self.started,
+                self.job_id,
+                self.key,
+                self.state,
+                self.step_index,
+                count,
+                self.steps[self.step_index].label,
+                self.progress,
+                overall,
+                self.message,
+                self.returncode,
+                "\n".join(list(self._lines)[-log_lines:]),
+                end - self.started,
             )
 
 
@@ -259,11 +277,20 @@ class JobRunner:
             raise ValueError("a job needs at least one step")
         with self._lock:
             if key is not None and (running := self.running_for(key, locked=True)) is not None:
-                raise JobConflictError(f"'{key}' is busy: job {running.job_id} ({running.steps[running.step_index].label}) "
-                                       "is still running; stop it or wait for it to finish.")
-            job = Job(f"{next(self._ids)}-{int(time.time())}", tuple(steps), key,
-                      Path(stop_file) if stop_file else None, Path(metrics_file) if metrics_file else None,
-                      Path(cwd) if cwd else None, dict(env) if env is not None else None, self.kill_after)
+                raise JobConflictError(
+                    f"'{key}' is busy: job {running.job_id} ({running.steps[running.step_index].label}) "
+                    "is still running; stop it or wait for it to finish."
+                )
+            job = Job(
+                f"{next(self._ids)}-{int(time.time())}",
+                tuple(steps),
+                key,
+                Path(stop_file) if stop_file else None,
+                Path(metrics_file) if metrics_file else None,
+                Path(cwd) if cwd else None,
+                dict(env) if env is not None else None,
+                self.kill_after,
+            )
             self._jobs[job.job_id] = job
             self._forget_old()
         threading.Thread(target=job._run, daemon=True, name=f"job-{job.job_id}").start()

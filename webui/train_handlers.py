@@ -73,12 +73,14 @@ class TrainHandlers:
                 epoch = resume_point(paths, int(form.epochs))
                 note = say(self.ctx, "train.resuming", request, epoch=epoch, epochs=int(form.epochs)) + "\n"
             requests = STEP_BUILDERS["fit" if step == "resume" else step](form, self.ctx.settings)
-            job = self.runner.start(job_steps(requests), key=form.experiment_name, stop_file=paths.stop_file,
-                                    metrics_file=paths.metrics)  # the server's folder: typed paths mean the same
+            job = self.runner.start(
+                job_steps(requests), key=form.experiment_name, stop_file=paths.stop_file, metrics_file=paths.metrics
+            )  # the server's folder: typed paths mean the same
         except (RequestError, ExperimentError, ModelFileError, JobConflictError, ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
-        commands = note + say(self.ctx, "train.started", request) + "\n" + "\n".join(
-            f"$ {s.command_line}" for s in job.steps)
+        commands = (
+            note + say(self.ctx, "train.started", request) + "\n" + "\n".join(f"$ {s.command_line}" for s in job.steps)
+        )
         session = {"job": job.job_id, "plot": -1, "commands": commands}
         return self._watch(session, job, request, message=commands)
 
@@ -101,16 +103,30 @@ class TrainHandlers:
         try:
             paths = experiment_paths(TrainForm(name=name), self.ctx.settings)
         except RequestError:  # empty or not a folder name: nothing to show (starting a step says why)
-            return (session, gr.skip(), self._progress(None, request), gr.skip(), gr.skip(), gr.Timer(active=False),
-                    *skipped)
+            return (
+                session,
+                gr.skip(),
+                self._progress(None, request),
+                gr.skip(),
+                gr.skip(),
+                gr.Timer(active=False),
+                *skipped,
+            )
         config = stored_settings(paths)
         if config is not None:
             stored = (config.tag, config.version, config.use_f0)
         job = self.runner.running_for(name) or self.runner.latest_for(name)
         if job is None:
             metrics = self._metrics(paths.metrics)
-            return ({"job": None, "plot": len(metrics), "commands": ""}, gr.skip(), self._progress(None, request),
-                    gr.skip(), loss_table(metrics), gr.Timer(active=False), *stored)
+            return (
+                {"job": None, "plot": len(metrics), "commands": ""},
+                gr.skip(),
+                self._progress(None, request),
+                gr.skip(),
+                loss_table(metrics),
+                gr.Timer(active=False),
+                *stored,
+            )
         session = {"job": job.job_id, "plot": -1, "commands": "\n".join(f"$ {s.command_line}" for s in job.steps)}
         return (*self._watch(session, job, request, message=session["commands"]), *stored)
 
@@ -126,8 +142,14 @@ class TrainHandlers:
             session["ended"] = True
             ended = status_text(snapshot, lambda key, **v: say(self.ctx, key, request, **v))
             message = "\n".join(filter(None, [session.get("commands", ""), ended]))
-        return (session, message, self._progress(snapshot, request), snapshot.log, plot,
-                gr.Timer(active=snapshot.running))
+        return (
+            session,
+            message,
+            self._progress(snapshot, request),
+            snapshot.log,
+            plot,
+            gr.Timer(active=snapshot.running),
+        )
 
     def _progress(self, snapshot, request) -> str:
         return progress_html(snapshot, lambda key: say(self.ctx, key, request))

@@ -101,8 +101,13 @@ def _experiment_fields(form: TrainForm) -> dict[str, Any]:
             overrides = json.loads(form.config_overrides)
         except ValueError as exc:
             raise RequestError(f"The config overrides are not valid JSON: {exc}") from exc
-    return dict(name=form.experiment_name, sample_rate=form.sample_rate, version=form.version,
-                use_f0=bool(form.use_f0), config_overrides=overrides)
+    return dict(
+        name=form.experiment_name,
+        sample_rate=form.sample_rate,
+        version=form.version,
+        use_f0=bool(form.use_f0),
+        config_overrides=overrides,
+    )
 
 
 def _device(form: TrainForm, settings: Settings) -> str | None:
@@ -117,7 +122,9 @@ def _disc_divisors(text: str) -> tuple[int, int]:
     try:
         scale, period = (int(p) for p in parts)
     except ValueError as exc:
-        raise RequestError(f"The discriminator divisors must be two whole numbers (SCALE PERIOD), got {text!r}.") from exc
+        raise RequestError(
+            f"The discriminator divisors must be two whole numbers (SCALE PERIOD), got {text!r}."
+        ) from exc
     return scale, period
 
 
@@ -125,8 +132,13 @@ def preprocess_request(form: TrainForm, settings: Settings) -> PreprocessRequest
     dataset = clean_path(form.dataset)
     if not dataset:
         raise RequestError("Enter the folder of recordings to train on (step 1).")
-    return _make(PreprocessRequest, **_experiment_fields(form), **_folders(settings, "logs_dir"), dataset=Path(dataset),
-                 processes=int(form.processes) or None)
+    return _make(
+        PreprocessRequest,
+        **_experiment_fields(form),
+        **_folders(settings, "logs_dir"),
+        dataset=Path(dataset),
+        processes=int(form.processes) or None,
+    )
 
 
 def extract_request(form: TrainForm, settings: Settings) -> ExtractRequest:
@@ -134,31 +146,51 @@ def extract_request(form: TrainForm, settings: Settings) -> ExtractRequest:
     method = form.f0_method
     if method == "rmvpe_gpu" and not gpus:
         method = "rmvpe"  # RVC's GPU RMVPE without GPUs listed: plain RMVPE on the chosen device
-    return _make(ExtractRequest, **_experiment_fields(form), **_folders(settings, "logs_dir", "assets_dir"),
-                 f0_method=method, processes=int(form.processes) or None, gpus=gpus,
-                 device=None if gpus else _device(form, settings))
+    return _make(
+        ExtractRequest,
+        **_experiment_fields(form),
+        **_folders(settings, "logs_dir", "assets_dir"),
+        f0_method=method,
+        processes=int(form.processes) or None,
+        gpus=gpus,
+        device=None if gpus else _device(form, settings),
+    )
 
 
 def fit_request(form: TrainForm, settings: Settings) -> FitRequest:
     return _make(
-        FitRequest, **_experiment_fields(form), **_folders(settings, "logs_dir", "assets_dir", "weights_dir"),
-        speaker_id=int(form.speaker_id), epochs=int(form.epochs), save_every=int(form.save_every),
-        batch_size=int(form.batch_size), latest_only=bool(form.latest_only),
-        save_small_models=bool(form.save_small_models), pretrained_g=clean_path(form.pretrained_g),
-        pretrained_d=clean_path(form.pretrained_d), gpus=form.gpus.strip() or None,
-        device=None if form.gpus.strip() else _device(form, settings), precision=form.precision or "auto",
-        num_workers=int(form.num_workers), disc_divisors=_disc_divisors(form.disc_divisors),
+        FitRequest,
+        **_experiment_fields(form),
+        **_folders(settings, "logs_dir", "assets_dir", "weights_dir"),
+        speaker_id=int(form.speaker_id),
+        epochs=int(form.epochs),
+        save_every=int(form.save_every),
+        batch_size=int(form.batch_size),
+        latest_only=bool(form.latest_only),
+        save_small_models=bool(form.save_small_models),
+        pretrained_g=clean_path(form.pretrained_g),
+        pretrained_d=clean_path(form.pretrained_d),
+        gpus=form.gpus.strip() or None,
+        device=None if form.gpus.strip() else _device(form, settings),
+        precision=form.precision or "auto",
+        num_workers=int(form.num_workers),
+        disc_divisors=_disc_divisors(form.disc_divisors),
     )
 
 
 def index_request(form: TrainForm, settings: Settings) -> IndexRequest:
-    return _make(IndexRequest, name=form.experiment_name, **_folders(settings, "logs_dir", "assets_dir"),
-                 version=form.version)
+    return _make(
+        IndexRequest, name=form.experiment_name, **_folders(settings, "logs_dir", "assets_dir"), version=form.version
+    )
 
 
 def one_click_requests(form: TrainForm, settings: Settings) -> list[StepRequest]:
     """RVC's one-click training: preprocess, check, extract, train, index, with the form's settings."""
-    preprocess, extract, fit = preprocess_request(form, settings), extract_request(form, settings), fit_request(form, settings)
+    preprocess, extract, fit = (
+        preprocess_request(form, settings),
+        extract_request(form, settings),
+        fit_request(form, settings),
+    )
     merged = {**vars(preprocess), **vars(extract), **vars(fit)}
     return _make(AllRequest, **merged).steps()
 
@@ -184,11 +216,14 @@ def resume_point(paths: ExperimentPaths, epochs: int) -> int:
     """
     pair = find_latest_pair(paths.root)
     if pair is None:
-        raise ExperimentError(f"'{paths.root}' holds no G_*.pth/D_*.pth checkpoint to resume from; "
-                              "use 'Train model' to start a training.")
+        raise ExperimentError(
+            f"'{paths.root}' holds no G_*.pth/D_*.pth checkpoint to resume from; use 'Train model' to start a training."
+        )
     if epochs <= pair.epoch:
-        raise ExperimentError(f"The checkpoint {pair.generator.name} is already at epoch {pair.epoch}; set the "
-                              f"total epochs above {pair.epoch} to train on.")
+        raise ExperimentError(
+            f"The checkpoint {pair.generator.name} is already at epoch {pair.epoch}; set the "
+            f"total epochs above {pair.epoch} to train on."
+        )
     return pair.epoch
 
 

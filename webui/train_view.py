@@ -45,9 +45,11 @@ def loss_table(records: Sequence[dict], series: Sequence[str] = PLOT_SERIES, poi
     if steps:
         per_bin = max(1, math.ceil(len(steps) / points))
         for start in range(0, len(steps), per_bin):
-            chunk = steps[start:start + per_bin]
+            chunk = steps[start : start + per_bin]
             for name in series:
-                values = [float(r[name]) for r in chunk if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])]
+                values = [
+                    float(r[name]) for r in chunk if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])
+                ]
                 if values:
                     rows.append((float(chunk[-1]["step"]), name, sum(values) / len(values)))
     return pd.DataFrame(rows, columns=["step", "loss", "value"])
@@ -81,5 +83,9 @@ def status_text(snapshot: JobSnapshot | None, say: Callable[..., str]) -> str:
     if snapshot.state is not JobState.FAILED:
         return say(f"train.ended_{snapshot.state.value}", seconds=round(snapshot.elapsed))
     errors = [line for line in snapshot.log.splitlines() if line.lower().startswith(("error", "could not start"))]
-    return say("train.ended_failed", step=say("train.step_" + snapshot.step_label), code=snapshot.returncode,
-               error=errors[-1] if errors else "")
+    return say(
+        "train.ended_failed",
+        step=say("train.step_" + snapshot.step_label),
+        code=snapshot.returncode,
+        error=errors[-1] if errors else "",
+    )

@@ -57,8 +57,9 @@ class BundleResult:
         return {"path": str(self.path), "manifest": self.manifest, "warnings": list(self.warnings)}
 
 
-def suggested_settings(key: float = 0.0, index_rate: float | None = None, protect: float | None = None,
-                       *, has_index: bool = True) -> dict[str, float]:
+def suggested_settings(
+    key: float = 0.0, index_rate: float | None = None, protect: float | None = None, *, has_index: bool = True
+) -> dict[str, float]:
     """Checked suggestions for the conversion controls; index rate and protect default to the UI's defaults."""
     from infer.params import ConvertParams
 
@@ -189,13 +190,21 @@ def make_bundle(
     if index_path is not None:
         files[f"{name}.index"] = file_digest(index_path)
     manifest = bundle_manifest(
-        model, name, model_file=f"{name}.pth", index_file=f"{name}.index" if index_path else None,
-        suggested=suggested, pitch=pitch, files=files,
+        model,
+        name,
+        model_file=f"{name}.pth",
+        index_file=f"{name}.index" if index_path else None,
+        suggested=suggested,
+        pitch=pitch,
+        files=files,
     )
     report(progress, 0.5, f"writing {path.name}")
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-        zf.writestr(f"{name}/{MANIFEST_NAME}", json.dumps(manifest, indent=2, ensure_ascii=False),
-                    compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr(
+            f"{name}/{MANIFEST_NAME}",
+            json.dumps(manifest, indent=2, ensure_ascii=False),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
         zf.write(voice, f"{name}/{name}.pth", compress_type=zipfile.ZIP_STORED)  # fp16 weights do not compress
         if index_path is not None:
             zf.write(index_path, f"{name}/{name}.index", compress_type=zipfile.ZIP_STORED)

@@ -69,9 +69,12 @@ class ImportedVoice:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "voice": str(self.voice_path),
+            "name": self.name,
+            "voice": str(self.voice_path),
             "index": str(self.index_path) if self.index_path else None,
-            "manifest": str(self.manifest_path), "from_bundle": self.from_bundle, "warnings": list(self.warnings),
+            "manifest": str(self.manifest_path),
+            "from_bundle": self.from_bundle,
+            "warnings": list(self.warnings),
         }
 
 
@@ -96,11 +99,15 @@ def _read_manifest(zf: zipfile.ZipFile, member: ZipMember, zip_path: Path) -> di
     if not isinstance(data, dict):
         raise CkptError(f"'{zip_path}': its {MANIFEST_NAME} is not a JSON object.")
     if data.get("format") == BUNDLE_FORMAT and int(data.get("format_version") or 0) > BUNDLE_FORMAT_VERSION:
-        raise CkptError(f"'{zip_path}' was made by a newer RVC Studio (bundle format {data['format_version']}); "
-                        "update RVC Studio to import it.")
+        raise CkptError(
+            f"'{zip_path}' was made by a newer RVC Studio (bundle format {data['format_version']}); "
+            "update RVC Studio to import it."
+        )
     if data.get("version") is not None and data["version"] not in ("v1", "v2"):
-        raise CkptError(f"'{zip_path}' is for a model version {data['version']!r} that RVC Studio does not know "
-                        "(only v1 and v2 exist). Nothing was imported.")
+        raise CkptError(
+            f"'{zip_path}' is for a model version {data['version']!r} that RVC Studio does not know "
+            "(only v1 and v2 exist). Nothing was imported."
+        )
     return data
 
 
@@ -125,8 +132,14 @@ def _plan(zf: zipfile.ZipFile, members: list[ZipMember], zip_path: Path, choice:
             models = [m for m in models if choice in (str(m.path), m.name, m.path.stem)]
         if not models:
             training = [m.name for m in files if _TRAINING_FILE.match(m.name)]
-            hint = (f" It holds training checkpoints ({', '.join(training[:3])}): extract a voice from the G_ file "
-                    "with ckpt → extract, then import that.") if training else ""
+            hint = (
+                (
+                    f" It holds training checkpoints ({', '.join(training[:3])}): extract a voice from the G_ file "
+                    "with ckpt → extract, then import that."
+                )
+                if training
+                else ""
+            )
             wanted = f" named '{choice}'" if choice else ""
             raise CkptError(f"'{zip_path}' holds no voice model (.pth){wanted}.{hint}")
         if len(models) > 1:
@@ -170,8 +183,9 @@ def _fetch(source: str | Path, staging: Path, progress: Progress | None, cancel)
 
 def _model_error(exc: Exception, staged: Path, member: ZipMember, zip_path: Path) -> CkptError:
     reason = str(exc).replace(str(staged), member.info.filename)
-    return CkptError(f"Refused '{zip_path}': its model '{member.info.filename}' was rejected. {reason} "
-                     "Nothing was imported.")
+    return CkptError(
+        f"Refused '{zip_path}': its model '{member.info.filename}' was rejected. {reason} Nothing was imported."
+    )
 
 
 def _place(staged: Path, target: Path) -> None:
@@ -230,8 +244,10 @@ def import_bundle(
             chosen = [plan.model, *([plan.index] if plan.index else [])]
             needed = sum(m.size for m in chosen)
             if shutil.disk_usage(staging).free < needed + 64 * MiB:
-                raise CkptError(f"Not enough free disk space in '{weights_dir}' to import '{zip_path.name}' "
-                                f"({needed / MiB:.0f} MiB needed). Free some space and try again.")
+                raise CkptError(
+                    f"Not enough free disk space in '{weights_dir}' to import '{zip_path.name}' "
+                    f"({needed / MiB:.0f} MiB needed). Free some space and try again."
+                )
             done = 0
 
             def on_bytes(count: int) -> None:
@@ -240,8 +256,9 @@ def import_bundle(
                 report(progress, min(0.85, 0.4 + 0.45 * done / max(needed, 1)), "unpacking")
 
             staged_model = extract_member(zf, plan.model, staging / "model.pth", zip_path, on_bytes)
-            staged_index = (extract_member(zf, plan.index, staging / "index.index", zip_path, on_bytes)
-                            if plan.index else None)
+            staged_index = (
+                extract_member(zf, plan.index, staging / "index.index", zip_path, on_bytes) if plan.index else None
+            )
         report(progress, 0.85, "checking the model")
         try:
             model = read_small_model(staged_model)
@@ -252,8 +269,10 @@ def import_bundle(
             try:
                 dim = FeatureIndex.load(staged_index).dim
             except ValueError as exc:
-                raise CkptError(f"Refused '{zip_path}': its index '{plan.index.info.filename}' is not a usable "
-                                f"feature index ({exc}). Nothing was imported.") from exc
+                raise CkptError(
+                    f"Refused '{zip_path}': its index '{plan.index.info.filename}' is not a usable "
+                    f"feature index ({exc}). Nothing was imported."
+                ) from exc
             if dim != model.config.feature_dim:
                 raise CkptError(
                     f"Refused '{zip_path}': its index '{plan.index.info.filename}' holds {dim}-dim features but the "
@@ -269,8 +288,9 @@ def import_bundle(
         shutil.rmtree(staging, ignore_errors=True)
     report(progress, 1.0, "done")
     warnings = [*plan.warnings, *model.warnings]
-    return ImportedVoice(voice_name, voice_target, index_target, manifest_path, manifest, plan.manifest is not None,
-                         warnings)
+    return ImportedVoice(
+        voice_name, voice_target, index_target, manifest_path, manifest, plan.manifest is not None, warnings
+    )
 
 
 def _check_manifest(plan: _Plan, model, staged_model: Path, staged_index: Path | None, zip_path: Path) -> None:
@@ -281,15 +301,19 @@ def _check_manifest(plan: _Plan, model, staged_model: Path, staged_index: Path |
     claims = [("version", model.version), ("sample_rate", model.sample_rate), ("pitch_guidance", model.use_f0)]
     for key, actual in claims:
         if manifest.get(key) is not None and manifest[key] != actual:
-            raise CkptError(f"Refused '{zip_path}': its {MANIFEST_NAME} says {key} = {manifest[key]!r} but the model "
-                            f"is {actual!r}. The bundle was altered or damaged. Nothing was imported.")
+            raise CkptError(
+                f"Refused '{zip_path}': its {MANIFEST_NAME} says {key} = {manifest[key]!r} but the model "
+                f"is {actual!r}. The bundle was altered or damaged. Nothing was imported."
+            )
     files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
     for member, staged in ((plan.model, staged_model), (plan.index, staged_index)):
         expected = files.get(member.name) if member is not None else None
         if isinstance(expected, dict) and expected.get("sha256") and staged is not None:
             if file_digest(staged)["sha256"] != expected["sha256"]:
-                raise CkptError(f"Refused '{zip_path}': '{member.info.filename}' does not match the checksum in its "
-                                f"{MANIFEST_NAME}. Download the bundle again. Nothing was imported.")
+                raise CkptError(
+                    f"Refused '{zip_path}': '{member.info.filename}' does not match the checksum in its "
+                    f"{MANIFEST_NAME}. Download the bundle again. Nothing was imported."
+                )
 
 
 def _final_manifest(plan: _Plan, model, name: str, staged_model: Path, staged_index: Path | None) -> dict[str, Any]:
@@ -299,8 +323,9 @@ def _final_manifest(plan: _Plan, model, name: str, staged_model: Path, staged_in
     index_file = f"{name}.index" if staged_index is not None else None
     if plan.manifest is None:
         suggested = suggested_settings(has_index=staged_index is not None)
-        return bundle_manifest(model, name, model_file=f"{name}.pth", index_file=index_file,
-                               suggested=suggested, files=files)
+        return bundle_manifest(
+            model, name, model_file=f"{name}.pth", index_file=index_file, suggested=suggested, files=files
+        )
     manifest = dict(plan.manifest)
     manifest.update(name=name, model=f"{name}.pth", index=index_file, files=files)
     return manifest

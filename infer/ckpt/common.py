@@ -87,7 +87,9 @@ def safe_voice_name(name: str, what: str = "voice name") -> str:
     return cleaned
 
 
-def resolve_output(output: str | Path | None, default_name: str, weights_dir: str | Path | None, suffix: str = ".pth") -> Path:
+def resolve_output(
+    output: str | Path | None, default_name: str, weights_dir: str | Path | None, suffix: str = ".pth"
+) -> Path:
     """Where to write: a path as given (a bare name goes into ``weights_dir``), else ``weights_dir/<default_name>``.
 
     ``"alice"`` and ``"alice.pth"`` mean ``<weights_dir>/alice.pth``; anything
@@ -133,8 +135,9 @@ def read_voice_weights(path: str | Path) -> tuple[dict, str]:
     return obj, kind
 
 
-def as_small_model(obj: dict, kind: str, path: Path, *, version: str | None = None,
-                   sample_rate: int | str | None = None) -> SmallModel:
+def as_small_model(
+    obj: dict, kind: str, path: Path, *, version: str | None = None, sample_rate: int | str | None = None
+) -> SmallModel:
     """A :class:`SmallModel` from a loaded small model or G_ checkpoint (settings found as :func:`extract_small_model` does)."""
     if kind == "small_model":
         return small_model_from_dict(obj, path)

@@ -48,13 +48,11 @@ _MAX_F0_FILES = 400  # enough for a stable pitch range; bounds the time on big d
 
 
 def _count(weight: Mapping[str, torch.Tensor], prefix: str) -> int:
-    indices = {int(k[len(prefix):].split(".")[0]) for k in weight if k.startswith(prefix)}
+    indices = {int(k[len(prefix) :].split(".")[0]) for k in weight if k.startswith(prefix)}
     return max(indices) + 1 if indices else 0
 
 
-def config_from_weights(
-    weight: Mapping[str, torch.Tensor], version: str, sample_rate: int | str
-) -> SynthesizerConfig:
+def config_from_weights(weight: Mapping[str, torch.Tensor], version: str, sample_rate: int | str) -> SynthesizerConfig:
     """The synthesizer config that fits ``weight`` (a generator state dict).
 
     Widths, layer counts and kernel sizes are read from tensor shapes; what
@@ -113,10 +111,14 @@ def _from_config_json(folder: Path) -> ExperimentSettings | None:
     ours = data.get("rvc_studio")
     if isinstance(ours, dict):
         return ExperimentSettings(
-            folder, "config.json", str(ours.get("name") or folder.name), ours.get("version"),
+            folder,
+            "config.json",
+            str(ours.get("name") or folder.name),
+            ours.get("version"),
             int(ours["sample_rate"]) if ours.get("sample_rate") else None,
             bool(ours["use_f0"]) if ours.get("use_f0") is not None else None,
-            ours.get("f0_method"), ours.get("content_encoder"),
+            ours.get("f0_method"),
+            ours.get("content_encoder"),
         )
     rate = (data.get("data") or {}).get("sampling_rate") if isinstance(data.get("data"), dict) else None
     if rate:  # RVC's own config.json: only the rate; the version comes from train.log or the weights
@@ -140,7 +142,11 @@ def _from_train_log(folder: Path) -> ExperimentSettings | None:
         rate = None
     if_f0 = hps.get("if_f0")
     return ExperimentSettings(
-        folder, "train.log", str(hps.get("name") or folder.name), hps.get("version"), rate,
+        folder,
+        "train.log",
+        str(hps.get("name") or folder.name),
+        hps.get("version"),
+        rate,
         bool(int(if_f0)) if if_f0 is not None else None,
     )
 
@@ -156,10 +162,14 @@ def find_experiment_settings(checkpoint_path: str | Path) -> ExperimentSettings 
     if from_json is None or from_log is None:
         return from_json or from_log
     return ExperimentSettings(
-        folder, from_json.source, from_json.name,
-        from_json.version or from_log.version, from_json.sample_rate or from_log.sample_rate,
+        folder,
+        from_json.source,
+        from_json.name,
+        from_json.version or from_log.version,
+        from_json.sample_rate or from_log.sample_rate,
         from_json.use_f0 if from_json.use_f0 is not None else from_log.use_f0,
-        from_json.f0_method, from_json.content_encoder,
+        from_json.f0_method,
+        from_json.content_encoder,
     )
 
 
@@ -173,8 +183,11 @@ def settings_from_weights(weight: Mapping[str, torch.Tensor]) -> tuple[str | Non
     emb = weight.get("enc_p.emb_phone.weight")
     version = {dim: v for v, dim in FEATURE_DIMS.items()}.get(int(emb.shape[1])) if emb is not None else None
     spec = weight.get("enc_q.pre.weight")
-    kernels = [int(weight[f"dec.ups.{i}.weight_v"].shape[2]) for i in range(_count(weight, "dec.ups."))
-               if f"dec.ups.{i}.weight_v" in weight]
+    kernels = [
+        int(weight[f"dec.ups.{i}.weight_v"].shape[2])
+        for i in range(_count(weight, "dec.ups."))
+        if f"dec.ups.{i}.weight_v" in weight
+    ]
     if spec is None or not kernels:
         return version, None
     if int(spec.shape[1]) == 513:
@@ -250,8 +263,11 @@ def extract_small_model(
     metadata: dict[str, Any] = {}
     if experiment is not None:
         metadata = {
-            "epochs": int(ckpt.iteration), "sample_rate": rate, "version": version,
-            "f0_method": experiment.f0_method, "content_encoder": experiment.content_encoder,
+            "epochs": int(ckpt.iteration),
+            "sample_rate": rate,
+            "version": version,
+            "f0_method": experiment.f0_method,
+            "content_encoder": experiment.content_encoder,
             "f0_stats": pitch_range(experiment.folder / "2b-f0nsf") if use_f0 else None,
             "extracted_from": path.name if path else None,
         }
@@ -290,14 +306,24 @@ def extract_voice(
     report(progress, 0.0, f"reading {checkpoint.name}")
     ckpt = read_checkpoint(checkpoint)
     if ckpt.kind != "generator":
-        raise ModelFileError(f"'{checkpoint}' is not a generator checkpoint: extraction needs a G_*.pth, not a D_*.pth.")
+        raise ModelFileError(
+            f"'{checkpoint}' is not a generator checkpoint: extraction needs a G_*.pth, not a D_*.pth."
+        )
     experiment = find_experiment_settings(checkpoint)
-    default = f"{safe_voice_name(experiment.name, 'experiment name')}_e{ckpt.iteration}" if experiment else checkpoint.stem
+    default = (
+        f"{safe_voice_name(experiment.name, 'experiment name')}_e{ckpt.iteration}" if experiment else checkpoint.stem
+    )
     path = resolve_output(output, default, weights_dir)
     check_writable(path, overwrite)
     report(progress, 0.5, "extracting the voice")
-    small = extract_small_model(ckpt, version=version, sample_rate=sample_rate, info=info,
-                                rvc_table_config=rvc_table_config, source_path=checkpoint)
+    small = extract_small_model(
+        ckpt,
+        version=version,
+        sample_rate=sample_rate,
+        info=info,
+        rvc_table_config=rvc_table_config,
+        source_path=checkpoint,
+    )
     report(progress, 0.8, f"writing {path.name}")
     write_small_model(small, path)
     report(progress, 1.0, "done")

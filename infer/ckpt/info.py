@@ -63,8 +63,10 @@ class VoiceInfo:
         ]
         stats = self.metadata.get("f0_stats")
         if isinstance(stats, dict) and stats.get("median"):
-            lines.append(f"Training pitch: median {stats['median']:.0f} Hz"
-                         + (f" (5–95 %: {stats['p5']:.0f}–{stats['p95']:.0f} Hz)" if stats.get("p5") else ""))
+            lines.append(
+                f"Training pitch: median {stats['median']:.0f} Hz"
+                + (f" (5–95 %: {stats['p5']:.0f}–{stats['p95']:.0f} Hz)" if stats.get("p5") else "")
+            )
         for key, value in self.metadata.items():
             if key not in ("f0_stats", "format_version", "sample_rate", "version", "epochs"):
                 lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
@@ -108,9 +110,19 @@ def voice_info(path: str | Path) -> VoiceInfo:
         label, info = "voice", model.info
     metadata = {k: v for k, v in model.metadata.items() if k != "format_version"}
     return VoiceInfo(
-        path=path, kind=label, sample_rate=model.sample_rate, version=model.version, use_f0=model.use_f0,
-        speakers=model.n_speakers, feature_dim=model.config.feature_dim, info=info, epochs=epochs,
-        size_bytes=path.stat().st_size, parameters=parameters, metadata=metadata, warnings=list(model.warnings),
+        path=path,
+        kind=label,
+        sample_rate=model.sample_rate,
+        version=model.version,
+        use_f0=model.use_f0,
+        speakers=model.n_speakers,
+        feature_dim=model.config.feature_dim,
+        info=info,
+        epochs=epochs,
+        size_bytes=path.stat().st_size,
+        parameters=parameters,
+        metadata=metadata,
+        warnings=list(model.warnings),
     )
 
 

@@ -41,7 +41,11 @@ def _check_compatible(a: SmallModel, b: SmallModel, names: tuple[str, str]) -> N
     checks = [
         ("sample rate", tag_from_sample_rate(a.sample_rate), tag_from_sample_rate(b.sample_rate)),
         ("version", a.version, b.version),
-        ("pitch guidance", "with pitch" if a.use_f0 else "without pitch", "with pitch" if b.use_f0 else "without pitch"),
+        (
+            "pitch guidance",
+            "with pitch" if a.use_f0 else "without pitch",
+            "with pitch" if b.use_f0 else "without pitch",
+        ),
         ("content feature size", a.config.feature_dim, b.config.feature_dim),
     ]
     for what, va, vb in checks:
@@ -107,8 +111,10 @@ def merge_small_models(
         warnings.append(f"'{names[0]}' has {rows_a} speaker slots and '{names[1]}' {rows_b}; the merge keeps {rows}.")
     encoders = (a.metadata.get("content_encoder"), b.metadata.get("content_encoder"))
     if None not in encoders and encoders[0] != encoders[1]:
-        warnings.append(f"The voices were trained on different content encoders ({encoders[0]}, {encoders[1]}); "
-                        "the merge may sound poor with either.")
+        warnings.append(
+            f"The voices were trained on different content encoders ({encoders[0]}, {encoders[1]}); "
+            "the merge may sound poor with either."
+        )
     alpha = float(weight_a)
     weight: dict[str, torch.Tensor] = {}
     for key, tensor_a in a.weight.items():

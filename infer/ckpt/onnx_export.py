@@ -78,12 +78,17 @@ class OnnxExport:
 
     def text(self) -> str:
         """Readable description: file, rate, inputs with shapes, output, and the noise rule."""
-        lines = [f"ONNX model: {self.path} (opset {self.opset}, {self.version}, {self.sample_rate} Hz, "
-                 f"{'with' if self.use_f0 else 'without'} pitch)", "inputs:"]
+        lines = [
+            f"ONNX model: {self.path} (opset {self.opset}, {self.version}, {self.sample_rate} Hz, "
+            f"{'with' if self.use_f0 else 'without'} pitch)",
+            "inputs:",
+        ]
         lines += [f"  {t.name:<14}{str(t.shape):<22}{t.dtype:<8}{t.meaning}" for t in self.inputs]
         if self.output:
-            lines.append(f"output:\n  {self.output.name:<14}{str(self.output.shape):<22}{self.output.dtype:<8}"
-                         f"{self.output.meaning}")
+            lines.append(
+                f"output:\n  {self.output.name:<14}{str(self.output.shape):<22}{self.output.dtype:<8}"
+                f"{self.output.meaning}"
+            )
         lines.append(f"noise: {self.noise_input}")
         if self.nsf_noise and self.use_f0:
             lines.append("The pitch source adds its own random noise inside the graph, as in PyTorch.")
@@ -95,8 +100,9 @@ class OnnxExport:
         data["noise_input"] = self.noise_input
         return data
 
-    def example_inputs(self, frames: int, *, seed: int = 0, f0_hz: float = 220.0, speaker: int = 0,
-                       noise_scale: float = NOISE_SCALE) -> dict[str, np.ndarray]:
+    def example_inputs(
+        self, frames: int, *, seed: int = 0, f0_hz: float = 220.0, speaker: int = 0, noise_scale: float = NOISE_SCALE
+    ) -> dict[str, np.ndarray]:
         """Inputs for ``frames`` frames: random features, a steady ``f0_hz`` pitch and correctly scaled noise."""
         from infer.f0 import coarse_f0
 
@@ -121,10 +127,14 @@ def _tensors(model: SmallModel) -> tuple[list[OnnxTensor], OnnxTensor]:
         OnnxTensor("phone_lengths", (1,), "int64", "number of frames T"),
     ]
     if model.use_f0:
-        inputs += [OnnxTensor("pitch", (1, "T"), "int64", "coarse pitch 1..255"),
-                   OnnxTensor("pitchf", (1, "T"), "float32", "f0 in Hz (0 = unvoiced)")]
-    inputs += [OnnxTensor("ds", (1,), "int64", f"speaker id 0..{model.n_speakers - 1}"),
-               OnnxTensor("rnd", (1, cfg.inter_channels, "T"), "float32", "prior noise, pre-scaled (see noise)")]
+        inputs += [
+            OnnxTensor("pitch", (1, "T"), "int64", "coarse pitch 1..255"),
+            OnnxTensor("pitchf", (1, "T"), "float32", "f0 in Hz (0 = unvoiced)"),
+        ]
+    inputs += [
+        OnnxTensor("ds", (1,), "int64", f"speaker id 0..{model.n_speakers - 1}"),
+        OnnxTensor("rnd", (1, cfg.inter_channels, "T"), "float32", "prior noise, pre-scaled (see noise)"),
+    ]
     output = OnnxTensor("audio", (1, 1, f"T*{cfg.hop_length}"), "float32", f"audio at {cfg.sample_rate} Hz, -1..1")
     return inputs, output
 
@@ -148,10 +158,15 @@ def _add_metadata(path: Path, export: OnnxExport) -> None:
 
     graph_model = onnx.load(str(path))
     props = {
-        "rvc_studio.format": "1", "sample_rate": str(export.sample_rate), "version": export.version,
-        "use_f0": str(int(export.use_f0)), "feature_dim": str(export.feature_dim),
-        "hop_length": str(export.hop_length), "noise_input": export.noise_input,
-        "noise_scale": str(NOISE_SCALE), "nsf_noise_in_graph": str(int(export.nsf_noise and export.use_f0)),
+        "rvc_studio.format": "1",
+        "sample_rate": str(export.sample_rate),
+        "version": export.version,
+        "use_f0": str(int(export.use_f0)),
+        "feature_dim": str(export.feature_dim),
+        "hop_length": str(export.hop_length),
+        "noise_input": export.noise_input,
+        "noise_scale": str(NOISE_SCALE),
+        "nsf_noise_in_graph": str(int(export.nsf_noise and export.use_f0)),
     }
     for key, value in props.items():
         entry = graph_model.metadata_props.add()
@@ -202,16 +217,35 @@ def export_onnx(
     names = [t.name for t in inputs]
     dynamic = {name: [1] for name in ("phone", "pitch", "pitchf") if name in names}
     dynamic.update(rnd=[2], audio=[2])
-    result = OnnxExport(path, model.sample_rate, model.version, model.use_f0, model.config.feature_dim,
-                        model.config.inter_channels, model.config.hop_length, opset, nsf_noise, inputs, output_spec)
+    result = OnnxExport(
+        path,
+        model.sample_rate,
+        model.version,
+        model.use_f0,
+        model.config.feature_dim,
+        model.config.inter_channels,
+        model.config.hop_length,
+        opset,
+        nsf_noise,
+        inputs,
+        output_spec,
+    )
     report(progress, 0.2, "tracing the synthesizer")
     with atomic_path(path) as tmp:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
-                torch.onnx.export(module, _trace_inputs(model, _TRACE_FRAMES), str(tmp), dynamo=False,
-                                  input_names=names, output_names=["audio"], dynamic_axes=dynamic,
-                                  opset_version=opset, do_constant_folding=True)
+                torch.onnx.export(
+                    module,
+                    _trace_inputs(model, _TRACE_FRAMES),
+                    str(tmp),
+                    dynamo=False,
+                    input_names=names,
+                    output_names=["audio"],
+                    dynamic_axes=dynamic,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                )
             report(progress, 0.8, "checking the graph")
             _add_metadata(tmp, result)
         except (RuntimeError, ValueError, TypeError) as exc:

@@ -21,9 +21,11 @@ from infer.cli.convert import prepare_job
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``batch`` on ``subparsers``."""
     parser = subparsers.add_parser(
-        "batch", help="convert every audio file in a folder", description=__doc__,
+        "batch",
+        help="convert every audio file in a folder",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     files = parser.add_argument_group("files")
     source = files.add_mutually_exclusive_group(required=True)
     source.add_argument("--input-dir", type=Path, metavar="DIR", help="convert the files in this folder")
@@ -57,9 +59,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.result(f"{item.status:<10} {item.input}: {item.message}")
 
     items = convert_batch(
-        job, inputs, args.output_dir, format=args.format, overwrite=args.force,
-        progress=console.progress, on_item=show,
-    )  # fmt: skip
+        job,
+        inputs,
+        args.output_dir,
+        format=args.format,
+        overwrite=args.force,
+        progress=console.progress,
+        on_item=show,
+    )
     console.progress.end_line()
     counts = summarize(items)
     if args.json:

@@ -42,10 +42,13 @@ def _voice(text: str, args: argparse.Namespace) -> Path:
 
 def _common(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
     if writes:
-        parser.add_argument("--output", "-o", metavar="NAME|PATH",
-                            help="output file: a bare name goes into the weights folder")
+        parser.add_argument(
+            "--output", "-o", metavar="NAME|PATH", help="output file: a bare name goes into the weights folder"
+        )
         parser.add_argument("--force", action="store_true", help="replace an existing output")
-    parser.add_argument("--weights-dir", type=Path, metavar="DIR", help="weights folder (default $RVC_WEIGHTS_DIR or weights/)")
+    parser.add_argument(
+        "--weights-dir", type=Path, metavar="DIR", help="weights folder (default $RVC_WEIGHTS_DIR or weights/)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (and nothing else)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -53,8 +56,12 @@ def _common(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``ckpt`` and its seven sub-commands on ``subparsers``."""
-    parser = subparsers.add_parser("ckpt", help="merge, inspect, extract, bundle, import or export voices",
-                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "ckpt",
+        help="merge, inspect, extract, bundle, import or export voices",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
 
     merge = tools.add_parser("merge", help="mix two voices: weight·A + (1−weight)·B")
@@ -81,8 +88,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     extract.add_argument("--version", choices=("v1", "v2"), help="default: the experiment's (config.json/train.log)")
     extract.add_argument("--sample-rate", choices=("32k", "40k", "48k"), help="default: the experiment's")
     extract.add_argument("--info", default="", help="info text (default 'Extracted model.')")
-    extract.add_argument("--rvc-table-config", action="store_true",
-                         help="store RVC's hard-coded config even if it does not fit the weights (RVC's behaviour)")
+    extract.add_argument(
+        "--rvc-table-config",
+        action="store_true",
+        help="store RVC's hard-coded config even if it does not fit the weights (RVC's behaviour)",
+    )
     _common(extract)
     extract.set_defaults(handler=run_extract)
 
@@ -108,8 +118,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     onnx = tools.add_parser("export-onnx", help="export a voice to ONNX (RVC's input names)")
     onnx.add_argument("voice", help="voice .pth path or name")
     onnx.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    onnx.add_argument("--no-nsf-noise", action="store_true",
-                      help="leave the pitch source's random noise out of the graph (deterministic for a given rnd)")
+    onnx.add_argument(
+        "--no-nsf-noise",
+        action="store_true",
+        help="leave the pitch source's random noise out of the graph (deterministic for a given rnd)",
+    )
     _common(onnx)
     onnx.set_defaults(handler=run_export_onnx)
     return parser
@@ -133,8 +146,16 @@ def _progress(console: Console):
 def run_merge(args: argparse.Namespace, console: Console) -> int:
     from infer.ckpt import merge_voices
 
-    result = merge_voices(_voice(args.a, args), _voice(args.b, args), args.weight_a, args.output, info=args.info,
-                          weights_dir=_settings(args).weights_dir, overwrite=args.force, progress=_progress(console))
+    result = merge_voices(
+        _voice(args.a, args),
+        _voice(args.b, args),
+        args.weight_a,
+        args.output,
+        info=args.info,
+        weights_dir=_settings(args).weights_dir,
+        overwrite=args.force,
+        progress=_progress(console),
+    )
     return _finish(console, args, result.to_json(), f"wrote {result.path}", result.warnings)
 
 
@@ -148,8 +169,9 @@ def run_info(args: argparse.Namespace, console: Console) -> int:
 def run_set_info(args: argparse.Namespace, console: Console) -> int:
     from infer.ckpt import set_voice_info
 
-    result = set_voice_info(_voice(args.voice, args), args.text, args.output, overwrite=args.force,
-                            progress=_progress(console))
+    result = set_voice_info(
+        _voice(args.voice, args), args.text, args.output, overwrite=args.force, progress=_progress(console)
+    )
     return _finish(console, args, result.to_json(), f"wrote {result.path}", result.warnings)
 
 
@@ -158,9 +180,17 @@ def run_extract(args: argparse.Namespace, console: Console) -> int:
 
     if not args.checkpoint.is_file():
         fatal(f"checkpoint '{args.checkpoint}' does not exist. Pass the path of a G_*.pth file.")
-    result = extract_voice(args.checkpoint, args.output, weights_dir=_settings(args).weights_dir,
-                           version=args.version, sample_rate=args.sample_rate, info=args.info,
-                           rvc_table_config=args.rvc_table_config, overwrite=args.force, progress=_progress(console))
+    result = extract_voice(
+        args.checkpoint,
+        args.output,
+        weights_dir=_settings(args).weights_dir,
+        version=args.version,
+        sample_rate=args.sample_rate,
+        info=args.info,
+        rvc_table_config=args.rvc_table_config,
+        overwrite=args.force,
+        progress=_progress(console),
+    )
     return _finish(console, args, result.to_json(), f"wrote {result.path}", result.warnings)
 
 
@@ -169,10 +199,20 @@ def run_bundle(args: argparse.Namespace, console: Console) -> int:
 
     settings = _settings(args)
     index = None if args.index.strip().lower() == "none" else args.index
-    result = make_bundle(_voice(args.voice, args), args.output, index=index,
-                         search_dirs=[settings.logs_dir, settings.assets_dir / "indices"], logs_dir=settings.logs_dir,
-                         name=args.name, key=args.key, index_rate=args.index_rate, protect=args.protect,
-                         weights_dir=settings.weights_dir, overwrite=args.force, progress=_progress(console))
+    result = make_bundle(
+        _voice(args.voice, args),
+        args.output,
+        index=index,
+        search_dirs=[settings.logs_dir, settings.assets_dir / "indices"],
+        logs_dir=settings.logs_dir,
+        name=args.name,
+        key=args.key,
+        index_rate=args.index_rate,
+        protect=args.protect,
+        weights_dir=settings.weights_dir,
+        overwrite=args.force,
+        progress=_progress(console),
+    )
     included = f" with index {result.manifest['index']}" if result.manifest.get("index") else " (no index)"
     return _finish(console, args, result.to_json(), f"wrote {result.path}{included}", result.warnings)
 
@@ -181,9 +221,15 @@ def run_import(args: argparse.Namespace, console: Console) -> int:
     from infer.ckpt import import_bundle
 
     settings = _settings(args)
-    result = import_bundle(args.source, name=args.name, member=args.member, weights_dir=settings.weights_dir,
-                           indices_dir=args.indices_dir or settings.assets_dir / "indices", overwrite=args.force,
-                           progress=_progress(console))
+    result = import_bundle(
+        args.source,
+        name=args.name,
+        member=args.member,
+        weights_dir=settings.weights_dir,
+        indices_dir=args.indices_dir or settings.assets_dir / "indices",
+        overwrite=args.force,
+        progress=_progress(console),
+    )
     lines = [f"imported voice '{result.name}': {result.voice_path}"]
     if result.index_path:
         lines.append(f"index: {result.index_path}")
@@ -194,6 +240,13 @@ def run_export_onnx(args: argparse.Namespace, console: Console) -> int:
     from infer.ckpt import export_onnx
 
     voice = _voice(args.voice, args)
-    result = export_onnx(voice, args.output, weights_dir=args.weights_dir, opset=args.opset,
-                         nsf_noise=not args.no_nsf_noise, overwrite=args.force, progress=_progress(console))
+    result = export_onnx(
+        voice,
+        args.output,
+        weights_dir=args.weights_dir,
+        opset=args.opset,
+        nsf_noise=not args.no_nsf_noise,
+        overwrite=args.force,
+        progress=_progress(console),
+    )
     return _finish(console, args, result.to_json(), result.text())

@@ -177,9 +177,11 @@ def add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     voice = parser.add_argument_group("voice")
     voice.add_argument("--voice", required=True, help="voice model: a .pth path, or a name in the weights folder")
     voice.add_argument(
-        "--index", default="auto", metavar="auto|none|PATH",
+        "--index",
+        default="auto",
+        metavar="auto|none|PATH",
         help="feature index: 'auto' (default) finds the one trained for the voice, 'none' converts without",
-    )  # fmt: skip
+    )
     voice.add_argument("--speaker-id", type=int, default=d.speaker_id, help="speaker of a multi-speaker voice")
     opts = parser.add_argument_group("conversion settings (defaults as in the web UI)")
     opts.add_argument("--key", type=float, default=d.key, help="transpose in semitones (+12 = an octave up)")
@@ -240,15 +242,18 @@ def add_rvc_flags(parser: argparse.ArgumentParser, *, input_help: str, output_he
     parser.add_argument("--f0method", choices=F0_METHODS, default="harvest", help="pitch detector (default harvest)")
     parser.add_argument("--opt_path", required=True, help=output_help)
     parser.add_argument(
-        "--model_name", required=True,
+        "--model_name",
+        required=True,
         help="voice file name inside the weights folder (weights/, or $RVC_WEIGHTS_DIR), or a path to a .pth",
-    )  # fmt: skip
+    )
     parser.add_argument("--index_rate", type=float, default=0.66, help="share of retrieved features (default 0.66)")
     parser.add_argument("--device", type=device_choice, help="cpu, cuda, cuda:N or mps (default: automatic)")
     parser.add_argument(
-        "--is_half", type=rvc_bool, metavar="True|False",
+        "--is_half",
+        type=rvc_bool,
+        metavar="True|False",
         help="float16 on CUDA; unlike RVC, 'False' and '0' really mean false (default: automatic)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--filter_radius", type=int, default=filter_radius, help=f"{RVC_FILTER_HELP} (default {filter_radius})"
     )

@@ -26,9 +26,11 @@ examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``convert`` on ``subparsers``."""
     parser = subparsers.add_parser(
-        "convert", help="convert one audio file with a voice", description=DESCRIPTION,
+        "convert",
+        help="convert one audio file with a voice",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     files = parser.add_argument_group("files")
     files.add_argument("--input", type=Path, required=True, metavar="FILE", help="audio file in any format")
     files.add_argument("--output", type=Path, required=True, metavar="FILE", help="file to write")
@@ -176,10 +178,14 @@ def rvc_params(args: argparse.Namespace) -> ConvertParams:
     """``ConvertParams`` for RVC's flags; RVC's filter switch (>= 3) becomes our radius 1."""
     try:
         return ConvertParams(
-            key=args.f0up_key, f0_method=args.f0method, index_rate=args.index_rate,
-            filter_radius=1 if args.filter_radius >= 3 else 0, resample_sr=args.resample_sr,
-            rms_mix_rate=args.rms_mix_rate, protect=args.protect,
-        )  # fmt: skip
+            key=args.f0up_key,
+            f0_method=args.f0method,
+            index_rate=args.index_rate,
+            filter_radius=1 if args.filter_radius >= 3 else 0,
+            resample_sr=args.resample_sr,
+            rms_mix_rate=args.rms_mix_rate,
+            protect=args.protect,
+        )
     except ValueError as exc:
         fatal(f"{exc} (see --help)", code=2)
 
@@ -202,7 +208,9 @@ def rvc_prepare(args: argparse.Namespace, console: Console, settings: Settings |
         console.warn(f"index '{index_path}' not found; converting without an index (as RVC did).")
         index_path = None
     cache = ModelCache(
-        hubert_path=settings.hubert_path, rmvpe_path=settings.rmvpe_path,
-        device=args.device or settings.device, half=args.is_half,
-    )  # fmt: skip
+        hubert_path=settings.hubert_path,
+        rmvpe_path=settings.rmvpe_path,
+        device=args.device or settings.device,
+        half=args.is_half,
+    )
     return prepare(voice_path, cache, params, index=index_path, logs_dir=settings.logs_dir)

@@ -141,8 +141,10 @@ class SynthesizerConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (lists instead of tuples)."""
         data = asdict(self)
-        return {k: (list(map(list, v)) if k == "resblock_dilation_sizes" else list(v) if isinstance(v, tuple) else v)
-                for k, v in data.items()}
+        return {
+            k: (list(map(list, v)) if k == "resblock_dilation_sizes" else list(v) if isinstance(v, tuple) else v)
+            for k, v in data.items()
+        }
 
     def with_(self, **changes: Any) -> SynthesizerConfig:
         """A copy with some fields changed (validated again)."""
@@ -220,7 +222,9 @@ def preset(version: str, sample_rate: int | str, use_f0: bool = True, **override
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def tiny_config(version: str = "v2", sample_rate: int | str = 40000, use_f0: bool = True, **overrides: Any) -> SynthesizerConfig:
+def tiny_config(
+    version: str = "v2", sample_rate: int | str = 40000, use_f0: bool = True, **overrides: Any
+) -> SynthesizerConfig:
     """A very small config with the preset's upsampling (for fast tests and demos)."""
     base = dict(
         inter_channels=8,

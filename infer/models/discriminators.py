@@ -23,8 +23,14 @@ from infer.models.weight_norm import apply_weight_norm
 PERIODS = {"v1": (2, 3, 5, 7, 11, 17), "v2": (2, 3, 5, 7, 11, 17, 23, 37)}
 
 # (out channels, kernel, stride, groups, padding) of DiscriminatorS's convolutions.
-_SCALE_LAYERS = ((16, 15, 1, 1, 7), (64, 41, 4, 4, 20), (256, 41, 4, 16, 20), (1024, 41, 4, 64, 20),
-                 (1024, 41, 4, 256, 20), (1024, 5, 1, 1, 2))
+_SCALE_LAYERS = (
+    (16, 15, 1, 1, 7),
+    (64, 41, 4, 4, 20),
+    (256, 41, 4, 16, 20),
+    (1024, 41, 4, 64, 20),
+    (1024, 41, 4, 256, 20),
+    (1024, 5, 1, 1, 2),
+)
 _PERIOD_CHANNELS = (32, 128, 512, 1024, 1024)
 
 FeatureMaps = list[torch.Tensor]

@@ -125,8 +125,13 @@ class ResidualCouplingBlock(nn.Module):
         for _ in range(n_flows):
             self.flows.append(
                 ResidualCouplingLayer(
-                    channels, hidden_channels, kernel_size, dilation_rate, n_layers,
-                    gin_channels=gin_channels, mean_only=True,
+                    channels,
+                    hidden_channels,
+                    kernel_size,
+                    dilation_rate,
+                    n_layers,
+                    gin_channels=gin_channels,
+                    mean_only=True,
                 )
             )
             self.flows.append(Flip())

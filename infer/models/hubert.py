@@ -289,4 +289,3 @@ def _frame_padding_mask(sample_mask: torch.Tensor, frames: int) -> torch.Tensor:
     """(B, N) sample mask -> (B, frames): a frame is padding if all its samples are (fairseq's rule)."""
     usable = sample_mask.shape[1] - sample_mask.shape[1] % frames
     return sample_mask[:, :usable].reshape(sample_mask.shape[0], frames, -1).all(-1)
-

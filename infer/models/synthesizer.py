@@ -122,9 +122,15 @@ class Synthesizer(nn.Module):
         if cfg.feature_dim == 256:
             self.enc_p = self._text_encoder(cfg)
         self.dec = Generator(
-            cfg.inter_channels, cfg.resblock, cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes,
-            cfg.upsample_rates, cfg.upsample_initial_channel, cfg.upsample_kernel_sizes,
-            gin_channels=cfg.gin_channels, sample_rate=cfg.sample_rate if cfg.use_f0 else None,
+            cfg.inter_channels,
+            cfg.resblock,
+            cfg.resblock_kernel_sizes,
+            cfg.resblock_dilation_sizes,
+            cfg.upsample_rates,
+            cfg.upsample_initial_channel,
+            cfg.upsample_kernel_sizes,
+            gin_channels=cfg.gin_channels,
+            sample_rate=cfg.sample_rate if cfg.use_f0 else None,
         )
         if with_posterior:  # WaveNet kernel 5, dilation rate 1, 16 layers (fixed in RVC)
             self.enc_q = PosteriorEncoder(
@@ -141,8 +147,15 @@ class Synthesizer(nn.Module):
     @staticmethod
     def _text_encoder(cfg: SynthesizerConfig) -> TextEncoder:
         return TextEncoder(
-            cfg.feature_dim, cfg.inter_channels, cfg.hidden_channels, cfg.filter_channels, cfg.n_heads,
-            cfg.n_layers, cfg.kernel_size, cfg.p_dropout, use_f0=cfg.use_f0,
+            cfg.feature_dim,
+            cfg.inter_channels,
+            cfg.hidden_channels,
+            cfg.filter_channels,
+            cfg.n_heads,
+            cfg.n_layers,
+            cfg.kernel_size,
+            cfg.p_dropout,
+            use_f0=cfg.use_f0,
         )
 
     @classmethod
@@ -196,7 +209,9 @@ class Synthesizer(nn.Module):
         """
         if not self.use_f0 and pitch is not None and pitch.dim() == 3:
             if y_lengths is not None or ds is not None:
-                raise TypeError("too many positional arguments for RVC's no-pitch order (phone, lengths, y, y_lengths, ds)")
+                raise TypeError(
+                    "too many positional arguments for RVC's no-pitch order (phone, lengths, y, y_lengths, ds)"
+                )
             y, y_lengths, ds, pitch, pitchf = pitch, pitchf, y, None, None
         if not self.has_posterior:
             raise RuntimeError("this Synthesizer was built without its posterior encoder (enc_q); training needs it")
@@ -282,9 +297,7 @@ class Synthesizer(nn.Module):
             x_mask = x_mask[:, :, dec_head : dec_head + length]
             if nsff0 is not None:
                 nsff0 = nsff0[:, head : head + length]
-        o = self.dec(
-            z * x_mask, nsff0, g=g, n_res=return_length2, add_noise=bool(noise_scale), generator=generator
-        )
+        o = self.dec(z * x_mask, nsff0, g=g, n_res=return_length2, add_noise=bool(noise_scale), generator=generator)
         return o, x_mask, (z, z_p, m_p, logs_p)
 
 

@@ -147,25 +147,56 @@ def fairseq_model_cfg(config: HubertConfig) -> dict[str, Any]:
     """``cfg["model"]`` as fairseq writes it for the hubert_base recipe, with ``config``'s widths."""
     conv = " + ".join(f"[({c},{k},{s})]" for c, k, s in config.conv_layers)
     return {
-        "_name": "hubert", "label_rate": 50.0, "extractor_mode": "default",
-        "encoder_layers": config.num_layers, "encoder_embed_dim": config.embed_dim,
-        "encoder_ffn_embed_dim": config.ffn_dim, "encoder_attention_heads": config.num_heads,
-        "activation_fn": "gelu", "layer_type": "transformer", "dropout": 0.1, "attention_dropout": 0.1,
-        "activation_dropout": 0.0, "encoder_layerdrop": 0.05, "dropout_input": 0.1, "dropout_features": 0.1,
-        "final_dim": config.final_dim, "untie_final_proj": True, "layer_norm_first": False,
-        "conv_feature_layers": conv, "conv_bias": config.conv_bias, "logit_temp": 0.1, "target_glu": False,
-        "feature_grad_mult": 0.1, "mask_length": 10, "mask_prob": 0.8, "mask_selection": "static",
-        "conv_pos": config.conv_pos, "conv_pos_groups": config.conv_pos_groups,
-        "required_seq_len_multiple": config.required_seq_len_multiple, "pos_enc_type": "abs", "fp16": False,
-    }  # fmt: skip
+        "_name": "hubert",
+        "label_rate": 50.0,
+        "extractor_mode": "default",
+        "encoder_layers": config.num_layers,
+        "encoder_embed_dim": config.embed_dim,
+        "encoder_ffn_embed_dim": config.ffn_dim,
+        "encoder_attention_heads": config.num_heads,
+        "activation_fn": "gelu",
+        "layer_type": "transformer",
+        "dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "encoder_layerdrop": 0.05,
+        "dropout_input": 0.1,
+        "dropout_features": 0.1,
+        "final_dim": config.final_dim,
+        "untie_final_proj": True,
+        "layer_norm_first": False,
+        "conv_feature_layers": conv,
+        "conv_bias": config.conv_bias,
+        "logit_temp": 0.1,
+        "target_glu": False,
+        "feature_grad_mult": 0.1,
+        "mask_length": 10,
+        "mask_prob": 0.8,
+        "mask_selection": "static",
+        "conv_pos": config.conv_pos,
+        "conv_pos_groups": config.conv_pos_groups,
+        "required_seq_len_multiple": config.required_seq_len_multiple,
+        "pos_enc_type": "abs",
+        "fp16": False,
+    }
 
 
 FAIRSEQ_TASK_CFG = {
-    "_name": "hubert_pretraining", "data": "data/manifest", "fine_tuning": False, "labels": ["km"],
-    "label_dir": "data/km500", "label_rate": 50.0, "sample_rate": 16000, "normalize": False,
-    "enable_padding": False, "max_sample_size": 250000, "min_sample_size": 32000,
-    "single_target": False, "random_crop": True, "pad_audio": False,
-}  # fmt: skip
+    "_name": "hubert_pretraining",
+    "data": "data/manifest",
+    "fine_tuning": False,
+    "labels": ["km"],
+    "label_dir": "data/km500",
+    "label_rate": 50.0,
+    "sample_rate": 16000,
+    "normalize": False,
+    "enable_padding": False,
+    "max_sample_size": 250000,
+    "min_sample_size": 32000,
+    "single_target": False,
+    "random_crop": True,
+    "pad_audio": False,
+}
 
 
 def save_fairseq_hubert(path: Path, config: HubertConfig, state: dict[str, torch.Tensor]) -> Path:
@@ -187,7 +218,7 @@ def save_fairseq_hubert(path: Path, config: HubertConfig, state: dict[str, torch
                 "lr_scheduler_state": {"best": None},
                 "num_updates": 0,
             }
-        ],  # fmt: skip
+        ],
         "task_state": {"dictionaries": [_DictionaryStandIn(DICTIONARY_SYMBOLS)]},
         "extra_state": {"metrics": {}, "previous_training_time": 0.0},
     }
@@ -234,15 +265,28 @@ def hf_config_dict(config: HubertConfig) -> dict[str, Any]:
     """A transformers ``HubertConfig`` ``config.json`` dict for ``config``."""
     return {
         "architectures": ["HubertModelWithFinalProj" if config.final_dim else "HubertModel"],
-        "model_type": "hubert", "hidden_size": config.embed_dim, "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads, "intermediate_size": config.ffn_dim, "hidden_act": "gelu",
-        "conv_dim": [c for c, _, _ in config.conv_layers], "conv_kernel": [k for _, k, _ in config.conv_layers],
-        "conv_stride": [s for _, _, s in config.conv_layers], "num_feat_extract_layers": len(config.conv_layers),
-        "conv_bias": config.conv_bias, "feat_extract_norm": "group", "feat_extract_activation": "gelu",
-        "feat_proj_layer_norm": True, "do_stable_layer_norm": False, "layer_norm_eps": config.layer_norm_eps,
-        "num_conv_pos_embeddings": config.conv_pos, "num_conv_pos_embedding_groups": config.conv_pos_groups,
-        "classifier_proj_size": config.final_dim or 256, "mask_time_prob": 0.05, "torch_dtype": "float32",
-    }  # fmt: skip
+        "model_type": "hubert",
+        "hidden_size": config.embed_dim,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": config.ffn_dim,
+        "hidden_act": "gelu",
+        "conv_dim": [c for c, _, _ in config.conv_layers],
+        "conv_kernel": [k for _, k, _ in config.conv_layers],
+        "conv_stride": [s for _, _, s in config.conv_layers],
+        "num_feat_extract_layers": len(config.conv_layers),
+        "conv_bias": config.conv_bias,
+        "feat_extract_norm": "group",
+        "feat_extract_activation": "gelu",
+        "feat_proj_layer_norm": True,
+        "do_stable_layer_norm": False,
+        "layer_norm_eps": config.layer_norm_eps,
+        "num_conv_pos_embeddings": config.conv_pos,
+        "num_conv_pos_embedding_groups": config.conv_pos_groups,
+        "classifier_proj_size": config.final_dim or 256,
+        "mask_time_prob": 0.05,
+        "torch_dtype": "float32",
+    }
 
 
 def save_hf_hubert(folder: Path, config: HubertConfig, state: dict[str, torch.Tensor]) -> Path:

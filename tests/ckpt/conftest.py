@@ -27,8 +27,12 @@ def weights(tmp_path: Path) -> Path:
 @pytest.fixture
 def voice_a(weights: Path) -> Path:
     """A tiny v2 40k pitch voice with training metadata."""
-    metadata = {"f0_stats": {"median": 200.0, "p5": 150.0, "p95": 300.0}, "epochs": 20, "f0_method": "rmvpe",
-                "content_encoder": "hubert_base"}
+    metadata = {
+        "f0_stats": {"median": 200.0, "p5": 150.0, "p95": 300.0},
+        "epochs": 20,
+        "f0_method": "rmvpe",
+        "content_encoder": "hubert_base",
+    }
     return save_tiny_voice(weights / "alice.pth", "v2", 40000, True, 0, feature_dim=TINY_DIM, metadata=metadata)
 
 

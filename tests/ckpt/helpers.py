@@ -15,8 +15,17 @@ from infer.testing.synth import tiny_synthesizer
 TINY_DIM = 32  # content width of the tiny voices (not 256/768, so the weights alone cannot tell the version)
 
 
-def save_tiny_generator(folder: Path, *, version: str = "v2", sample_rate: int = 40000, use_f0: bool = True,
-                        iteration: int = 1, seed: int = 0, config_json: bool = True, f0_files: bool = True) -> Path:
+def save_tiny_generator(
+    folder: Path,
+    *,
+    version: str = "v2",
+    sample_rate: int = 40000,
+    use_f0: bool = True,
+    iteration: int = 1,
+    seed: int = 0,
+    config_json: bool = True,
+    f0_files: bool = True,
+) -> Path:
     """Write ``<folder>/G_<iteration>.pth`` (a tiny generator with its posterior encoder) and its experiment files.
 
     With ``config_json`` the folder gets RVC Studio's config.json (version, rate, pitch, f0 method); with
@@ -28,11 +37,28 @@ def save_tiny_generator(folder: Path, *, version: str = "v2", sample_rate: int =
     model = tiny_synthesizer(version, sample_rate, use_f0, seed, feature_dim=TINY_DIM)
     path = write_checkpoint(TrainCheckpoint(dict(model.state_dict()), iteration), folder / f"G_{iteration}.pth")
     if config_json:
-        tiny = {k: getattr(model.config, k) for k in ("inter_channels", "hidden_channels", "filter_channels",
-                                                      "n_layers", "upsample_initial_channel", "gin_channels",
-                                                      "spk_embed_dim", "feature_dim")}
-        config = ExperimentConfig.create(folder.name, version, sample_rate, use_f0, model_overrides=tiny,
-                                         f0_method="rmvpe", content_encoder="hubert_base")
+        tiny = {
+            k: getattr(model.config, k)
+            for k in (
+                "inter_channels",
+                "hidden_channels",
+                "filter_channels",
+                "n_layers",
+                "upsample_initial_channel",
+                "gin_channels",
+                "spk_embed_dim",
+                "feature_dim",
+            )
+        }
+        config = ExperimentConfig.create(
+            folder.name,
+            version,
+            sample_rate,
+            use_f0,
+            model_overrides=tiny,
+            f0_method="rmvpe",
+            content_encoder="hubert_base",
+        )
         config.save(folder / "config.json")
     if f0_files:
         f0_dir = folder / "2b-f0nsf"
@@ -69,15 +95,48 @@ def _dos_time() -> tuple[int, int]:
     return 0, (2024 - 1980) << 9 | 1 << 5 | 1
 
 
-def raw_zip(path: Path, name: str, payload: bytes, *, method: int, crc: int, compressed: int, size: int,
-            external_attr: int = 0, made_by: int = 20) -> Path:
+def raw_zip(
+    path: Path,
+    name: str,
+    payload: bytes,
+    *,
+    method: int,
+    crc: int,
+    compressed: int,
+    size: int,
+    external_attr: int = 0,
+    made_by: int = 20,
+) -> Path:
     """Write a one-entry zip by hand, with whatever header values are given (they may lie)."""
     encoded = name.encode("utf-8")
     time, date = _dos_time()
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, time, date, crc, compressed, size,
-                        len(encoded), 0) + encoded
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, made_by, 20, 0, method, time, date, crc, compressed,
-                          size, len(encoded), 0, 0, 0, 0, external_attr, 0) + encoded
+    local = (
+        struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, time, date, crc, compressed, size, len(encoded), 0)
+        + encoded
+    )
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            made_by,
+            20,
+            0,
+            method,
+            time,
+            date,
+            crc,
+            compressed,
+            size,
+            len(encoded),
+            0,
+            0,
+            0,
+            0,
+            external_attr,
+            0,
+        )
+        + encoded
+    )
     with open(path, "wb") as handle:
         handle.write(local)
         handle.write(payload)

@@ -40,9 +40,19 @@ def test_make_bundle_holds_model_index_and_manifest(voice_a, alice_index, tmp_pa
         assert zf.read("alice/alice.pth") == voice_a.read_bytes()
         assert zf.read("alice/alice.index") == alice_index.read_bytes()
     assert manifest == result.manifest
-    expected = {"name": "alice", "sample_rate": 40000, "version": "v2", "pitch_guidance": True, "feature_dim": 32,
-                "content_encoder": "hubert_base", "f0_method": "rmvpe", "epochs": 20, "info": "tiny-random",
-                "model": "alice.pth", "index": "alice.index"}
+    expected = {
+        "name": "alice",
+        "sample_rate": 40000,
+        "version": "v2",
+        "pitch_guidance": True,
+        "feature_dim": 32,
+        "content_encoder": "hubert_base",
+        "f0_method": "rmvpe",
+        "epochs": 20,
+        "info": "tiny-random",
+        "model": "alice.pth",
+        "index": "alice.index",
+    }
     assert {k: manifest[k] for k in expected} == expected
     assert manifest["pitch_range_hz"] == {"median": 200.0, "p5": 150.0, "p95": 300.0}
     assert manifest["suggested"] == {"key": -3.0, "index_rate": 0.75, "protect": 0.4}
@@ -90,14 +100,17 @@ def test_existing_voice_is_never_replaced_without_asking(voice_a, voice_b, tmp_p
 
 def test_imports_other_apps_zip(voice_a, alice_index, tmp_path, target):
     """A .pth and an .index somewhere in the zip, with training files and macOS junk beside them."""
-    archive = zip_files(tmp_path / "download.zip", {
-        "Some Voice/model/Some Voice.pth": voice_a,
-        "Some Voice/model/trained_IVF4_Flat_nprobe_1_x_v2.index": b"not an index",
-        "Some Voice/model/added_IVF4_Flat_nprobe_1_x_v2.index": alice_index,
-        "Some Voice/G_100.pth": b"training file",
-        "Some Voice/readme.txt": b"hello",
-        "__MACOSX/Some Voice/model/._Some Voice.pth": b"junk",
-    })
+    archive = zip_files(
+        tmp_path / "download.zip",
+        {
+            "Some Voice/model/Some Voice.pth": voice_a,
+            "Some Voice/model/trained_IVF4_Flat_nprobe_1_x_v2.index": b"not an index",
+            "Some Voice/model/added_IVF4_Flat_nprobe_1_x_v2.index": alice_index,
+            "Some Voice/G_100.pth": b"training file",
+            "Some Voice/readme.txt": b"hello",
+            "__MACOSX/Some Voice/model/._Some Voice.pth": b"junk",
+        },
+    )
     imported = import_bundle(archive, **target)
     assert imported.name == "Some Voice" and not imported.from_bundle
     assert imported.index_path == target["indices_dir"] / "Some Voice.index"
@@ -157,12 +170,15 @@ def test_manifest_must_match_the_files(voice_a, tmp_path, target):
     with zipfile.ZipFile(bundle) as zf:
         manifest, model = json.loads(zf.read("alice/voice.json")), zf.read("alice/alice.pth")
     lying = dict(manifest, sample_rate=48000)
-    archive = zip_files(tmp_path / "lie.zip", {"alice/voice.json": json.dumps(lying).encode(), "alice/alice.pth": model})
+    archive = zip_files(
+        tmp_path / "lie.zip", {"alice/voice.json": json.dumps(lying).encode(), "alice/alice.pth": model}
+    )
     with pytest.raises(CkptError, match="sample_rate = 48000"):
         import_bundle(archive, **target)
     other = save_tiny_voice(tmp_path / "other.pth", seed=9, feature_dim=TINY_DIM)
-    swapped = zip_files(tmp_path / "swap.zip", {"alice/voice.json": json.dumps(manifest).encode(),
-                                                 "alice/alice.pth": other})
+    swapped = zip_files(
+        tmp_path / "swap.zip", {"alice/voice.json": json.dumps(manifest).encode(), "alice/alice.pth": other}
+    )
     with pytest.raises(CkptError, match="checksum"):
         import_bundle(swapped, **target)
     _assert_nothing_imported(target)

@@ -16,7 +16,12 @@ from tests.ckpt.helpers import save_tiny_generator, write_train_log
 def test_settings_come_from_the_experiments_config(generator_ckpt, weights):
     """The tiny G_ has 32-dim features: only the experiment's config.json can say it is v2."""
     settings = find_experiment_settings(generator_ckpt)
-    assert (settings.source, settings.version, settings.sample_rate, settings.use_f0) == ("config.json", "v2", 40000, True)
+    assert (settings.source, settings.version, settings.sample_rate, settings.use_f0) == (
+        "config.json",
+        "v2",
+        40000,
+        True,
+    )
     result = extract_voice(generator_ckpt, weights_dir=weights)
     assert result.path == weights / "tinyexp_e7.pth"  # the trainer's naming: pairs with the experiment's index
     model = read_small_model(result.path)
@@ -41,7 +46,12 @@ def test_rvc_train_log_fills_the_settings(tmp_path):
     g = save_tiny_generator(folder, version="v1", sample_rate=32000, config_json=False, f0_files=False)
     write_train_log(folder, sample_rate="32k", if_f0=1, version="v1")
     settings = find_experiment_settings(g)
-    assert (settings.source, settings.version, settings.sample_rate, settings.use_f0) == ("train.log", "v1", 32000, True)
+    assert (settings.source, settings.version, settings.sample_rate, settings.use_f0) == (
+        "train.log",
+        "v1",
+        32000,
+        True,
+    )
     model = extract_small_model(g)
     assert (model.version, model.sample_rate, model.config.upsample_rates) == ("v1", 32000, (10, 4, 2, 2, 2))
 
@@ -96,8 +106,10 @@ def test_matches_reference_extraction(rvc_reference, tmp_path, weights):
     for key in ("config", "info", "sr", "f0", "version"):
         assert faithful[key] == expected[key], key
     assert list(faithful["weight"]) == list(expected["weight"])
-    assert all(torch.equal(faithful["weight"][k], v) and faithful["weight"][k].dtype == v.dtype
-               for k, v in expected["weight"].items())
+    assert all(
+        torch.equal(faithful["weight"][k], v) and faithful["weight"][k].dtype == v.dtype
+        for k, v in expected["weight"].items()
+    )
 
     # Default (§11.10 fixed): the same file, except that the config describes the reduced weights.
     result = extract_voice(g, "ref", weights_dir=weights)

@@ -23,8 +23,7 @@ GiB = 1 << 30
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
@@ -44,8 +43,9 @@ def _refused(archive: Path, setup: dict[str, Path], error: type[Exception], matc
     assert not setup["indices_dir"].exists()
 
 
-@pytest.mark.parametrize("name", ["../../evil.pth", "/tmp/evil.pth", "C:/evil.pth", "voice/..\\..\\evil.pth",
-                                  "ok/../../evil.index"])
+@pytest.mark.parametrize(
+    "name", ["../../evil.pth", "/tmp/evil.pth", "C:/evil.pth", "voice/..\\..\\evil.pth", "ok/../../evil.index"]
+)
 def test_path_traversal(tmp_path, setup, voice_a, name):
     archive = zip_files(tmp_path / "escape.zip", {"voice/voice.pth": voice_a, name: b"x"})
     _refused(archive, setup, UnsafeZipError, "outside the folder")
@@ -117,8 +117,15 @@ def test_header_that_understates_the_size(tmp_path, setup):
     data = bytes(8 << 20)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     payload = compressor.compress(data) + compressor.flush()
-    archive = raw_zip(tmp_path / "liar.zip", "voice.pth", payload, method=8, crc=zlib.crc32(data),
-                      compressed=len(payload), size=len(payload))  # claims ratio 1
+    archive = raw_zip(
+        tmp_path / "liar.zip",
+        "voice.pth",
+        payload,
+        method=8,
+        crc=zlib.crc32(data),
+        compressed=len(payload),
+        size=len(payload),
+    )  # claims ratio 1
     _refused(archive, setup, CkptError, "damaged|more bytes than its header")
 
 
@@ -128,7 +135,9 @@ def test_manifest_cannot_steer_files_outside(tmp_path, setup, voice_a, field):
     import json
 
     manifest = {"format": "rvc-studio-voice", "format_version": 1, "name": "voice", "model": "voice.pth", **field}
-    archive = zip_files(tmp_path / "steer.zip", {"x/voice.json": json.dumps(manifest).encode(),
-                                                 "x/voice.pth": voice_a, "voice.pth": voice_a})
+    archive = zip_files(
+        tmp_path / "steer.zip",
+        {"x/voice.json": json.dumps(manifest).encode(), "x/voice.pth": voice_a, "voice.pth": voice_a},
+    )
     _refused(archive, setup, CkptError, "cannot be used as a file name|not in the zip")
     assert not (tmp_path / "evil.pth").exists() and not list(tmp_path.rglob("evil*"))

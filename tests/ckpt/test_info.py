@@ -21,8 +21,15 @@ def test_voice_info_fields_and_text(voice_a):
     assert info.parameters == sum(t.numel() for t in read_small_model(voice_a).weight.values())
     assert info.metadata["f0_method"] == "rmvpe"
     text = info.text()
-    for line in ("Sample rate: 40k (40000 Hz)", "Pitch guidance: yes", "Version: v2", "Speakers: 4",
-                 "Training epochs: 20", "Training pitch: median 200 Hz (5–95 %: 150–300 Hz)", "F0 method: rmvpe"):
+    for line in (
+        "Sample rate: 40k (40000 Hz)",
+        "Pitch guidance: yes",
+        "Version: v2",
+        "Speakers: 4",
+        "Training epochs: 20",
+        "Training pitch: median 200 Hz (5–95 %: 150–300 Hz)",
+        "F0 method: rmvpe",
+    ):
         assert line in text, line
     data = json.loads(json.dumps(info.to_json()))
     assert data["sample_rate_tag"] == "40k" and data["metadata"]["f0_stats"]["p95"] == 300.0

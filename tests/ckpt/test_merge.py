@@ -30,8 +30,13 @@ def test_merge_is_weighted_sum_and_loads(voice_a, voice_b, weights):
     assert merged.metadata["content_encoder"] == "hubert_base"
     voice = load_voice(result.path)
     with torch.no_grad():
-        audio = voice.synthesizer.infer(torch.randn(1, 20, TINY_DIM), torch.tensor([20]),
-                                        torch.full((1, 20), 60), torch.full((1, 20), 200.0), noise_scale=0)[0]
+        audio = voice.synthesizer.infer(
+            torch.randn(1, 20, TINY_DIM),
+            torch.tensor([20]),
+            torch.full((1, 20), 60),
+            torch.full((1, 20), 200.0),
+            noise_scale=0,
+        )[0]
     assert audio.shape == (1, 1, 20 * 400) and torch.isfinite(audio).all()
 
 
@@ -118,5 +123,8 @@ def test_reference_voices_merge_and_load(rvc_reference, tmp_path, weights):
 def test_reference_voices_of_other_rate_refused(rvc_reference, weights):
     synth = rvc_reference / "synth"
     with pytest.raises(IncompatibleVoicesError, match="sample rate"):
-        merge_voices(synth / "rvc_v2_f0_40k" / "rvc_v2_f0_40k.pth", synth / "rvc_v1_nof0_48k" / "rvc_v1_nof0_48k.pth",
-                     weights_dir=weights)
+        merge_voices(
+            synth / "rvc_v2_f0_40k" / "rvc_v2_f0_40k.pth",
+            synth / "rvc_v1_nof0_48k" / "rvc_v1_nof0_48k.pth",
+            weights_dir=weights,
+        )

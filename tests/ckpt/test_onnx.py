@@ -77,8 +77,9 @@ def test_matches_pytorch_inference_at_any_length(exported, frames):
     feeds["rnd"][:] = 0
     out = exported["session"].run(None, feeds)[0]
     with torch.no_grad():
-        expected = exported["synthesizer"].infer(*(torch.from_numpy(feeds[k]) for k in
-                                             ("phone", "phone_lengths", "pitch", "pitchf", "ds")), noise_scale=0)[0]
+        expected = exported["synthesizer"].infer(
+            *(torch.from_numpy(feeds[k]) for k in ("phone", "phone_lengths", "pitch", "pitchf", "ds")), noise_scale=0
+        )[0]
     assert out.shape == (1, 1, frames * 400)
     np.testing.assert_allclose(out, expected.numpy(), atol=ATOL, rtol=0)
 
@@ -131,8 +132,12 @@ def test_matches_rvc_reference_outputs(rvc_reference, tmp_path, name):
     result = export_onnx(folder / f"{name}.pth", tmp_path / f"{name}.onnx", nsf_noise=False)
     session = _session(result.path)
     frames = io["phone"].shape[1]
-    feeds = {"phone": io["phone"], "phone_lengths": io["phone_lengths"], "ds": io["sid"],
-             "rnd": np.zeros((1, result.inter_channels, frames), np.float32)}
+    feeds = {
+        "phone": io["phone"],
+        "phone_lengths": io["phone_lengths"],
+        "ds": io["sid"],
+        "rnd": np.zeros((1, result.inter_channels, frames), np.float32),
+    }
     if result.use_f0:
         feeds.update(pitch=io["pitch"], pitchf=io["pitchf"])
     np.testing.assert_allclose(session.run(None, feeds)[0], io["zero_noise/audio"], atol=ATOL, rtol=0)

@@ -90,7 +90,12 @@ def reference(request):
     finally:
         torch.set_num_threads(threads)
     return dict(
-        name=name, cpt=cpt, meta=meta, io=io, outputs=outputs, folded=folded,
+        name=name,
+        cpt=cpt,
+        meta=meta,
+        io=io,
+        outputs=outputs,
+        folded=folded,
         classic=np.load(folder / "io_classic_sinegen.npz"),
     )
 
@@ -113,8 +118,9 @@ def _assert_close(name: str, quantity: str, ours: np.ndarray, ref: np.ndarray, l
 def test_small_model_file_matches_our_layout(reference):
     cpt, meta = reference["cpt"], reference["meta"]
     model = Synthesizer.from_config(
-        SynthesizerConfig.from_rvc_list(cpt["config"], feature_dim=256 if meta["version"] == "v1" else 768,
-                                        use_f0=bool(cpt["f0"])),
+        SynthesizerConfig.from_rvc_list(
+            cpt["config"], feature_dim=256 if meta["version"] == "v1" else 768, use_f0=bool(cpt["f0"])
+        ),
         with_posterior=False,
     )
     # Same keys, shapes and registration order as the reference generator minus enc_q.

@@ -125,8 +125,11 @@ def test_trainer_small_model_export_loads_and_runs(ckpt_dir):
     frames = 30
     with torch.inference_mode():
         audio = model.infer(
-            torch.randn(1, frames, 768, generator=gen), torch.tensor([frames]),
-            torch.randint(1, 256, (1, frames), generator=gen), torch.full((1, frames), 180.0), torch.tensor([0]),
+            torch.randn(1, frames, 768, generator=gen),
+            torch.tensor([frames]),
+            torch.randint(1, 256, (1, frames), generator=gen),
+            torch.full((1, frames), 180.0),
+            torch.tensor([0]),
             generator=gen,
         )[0]
     assert audio.shape == (1, 1, frames * 400) and torch.isfinite(audio).all() and audio.std() > 0

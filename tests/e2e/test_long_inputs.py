@@ -53,8 +53,13 @@ def _tone(seconds: float, path) -> None:
 def test_memory_does_not_grow_with_input_length(installation, tmp_path):  # noqa: F811
     source = tmp_path / "long.wav"
     _tone(300, source)
-    args = [str(installation.hubert), str(installation.rmvpe), str(installation.voices["alice"]), str(source),
-            str(tmp_path / "out.wav")]
+    args = [
+        str(installation.hubert),
+        str(installation.rmvpe),
+        str(installation.voices["alice"]),
+        str(source),
+        str(tmp_path / "out.wav"),
+    ]
     done = subprocess.run([sys.executable, "-c", _RSS_PER_BLOCK, *args], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     rss = json.loads(done.stdout.strip().splitlines()[-1])
@@ -69,13 +74,19 @@ def test_memory_does_not_grow_with_input_length(installation, tmp_path):  # noqa
 def _speech_like(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * 16000)) / 16000
     f = 150 + 30 * np.sin(2 * np.pi * 0.3 * t)
-    return (0.3 * np.sin(2 * np.pi * np.cumsum(f) / 16000) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.9 * t))).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * np.cumsum(f) / 16000) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.9 * t))).astype(
+        np.float32
+    )
 
 
 def test_out_of_memory_retries_with_smaller_pieces(installation, monkeypatch):  # noqa: F811
     cache = installation.cache()
-    job = prepare(installation.voices["alice"], cache, ConvertParams(f0_method="dio", index_rate=0, seed=1),
-                  sizes=ChunkSizes(1, 2, 8, 10))
+    job = prepare(
+        installation.voices["alice"],
+        cache,
+        ConvertParams(f0_method="dio", index_rate=0, seed=1),
+        sizes=ChunkSizes(1, 2, 8, 10),
+    )
     synth = job.voice.synthesizer
     real_infer = synth.infer
     frames_seen = []

@@ -51,16 +51,28 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tiny(feature_dim: int, sample_rate: int) -> dict:
-    return {"model": dict(TINY_MODEL, feature_dim=feature_dim),
-            "train": {"segment_size": 8 * sample_rate // 100, "log_interval": 4}}
+    return {
+        "model": dict(TINY_MODEL, feature_dim=feature_dim),
+        "train": {"segment_size": 8 * sample_rate // 100, "log_interval": 4},
+    }
 
 
 def _train(setup: Installation, recordings: Path, name: str, **settings) -> tuple[AllRequest, list[dict], str]:
     request = AllRequest(
-        name=name, dataset=recordings, logs_dir=setup.logs_dir, weights_dir=setup.weights_dir,
-        assets_dir=setup.assets_dir, processes=1, device="cpu", num_workers=0, threads=2, save_every=1,
-        batch_size=4, disc_divisors=TINY_DISC, **settings,
-    )  # fmt: skip
+        name=name,
+        dataset=recordings,
+        logs_dir=setup.logs_dir,
+        weights_dir=setup.weights_dir,
+        assets_dir=setup.assets_dir,
+        processes=1,
+        device="cpu",
+        num_workers=0,
+        threads=2,
+        save_every=1,
+        batch_size=4,
+        disc_divisors=TINY_DISC,
+        **settings,
+    )
     run = run_python(request.argv(json_progress=True)[1:], env=setup.env(), timeout=900)
     assert run.returncode == 0, run.stderr[-6000:]
     records = [json.loads(line) for line in run.stdout.splitlines()]  # stdout holds JSON lines only
@@ -92,8 +104,9 @@ def _check_reference_format(path: Path, config: ExperimentConfig) -> None:
         ref = torch.load(reference, map_location="cpu", weights_only=True)
         assert list(cpt)[:6] == list(ref)[:6] and len(cpt["config"]) == len(ref["config"]) == 18
         assert [type(v) for v in cpt["config"]] == [type(v) for v in ref["config"]]
-        assert [type(cpt[k]) for k in ("info", "sr", "f0", "version")] == [type(ref[k]) for k in
-                                                                            ("info", "sr", "f0", "version")]
+        assert [type(cpt[k]) for k in ("info", "sr", "f0", "version")] == [
+            type(ref[k]) for k in ("info", "sr", "f0", "version")
+        ]
     cpt["config"][-3] = cpt["weight"]["emb_g.weight"].shape[0]
     net_g = Synthesizer(config.model.feature_dim, config.use_f0, *cpt["config"], is_half=False)
     del net_g.enc_q
@@ -110,8 +123,15 @@ def _convert(setup: Installation, voice: Path, index: Path, source: Path, output
 
 def test_one_click_training_makes_a_voice_and_an_index_that_convert(installation, recordings, tmp_path):
     name = "stimme ü"
-    request, records, stderr = _train(installation, recordings, name, sample_rate="32k", f0_method="pm", epochs=2,
-                                      config_overrides=_tiny(HUBERT_EMBED_DIM, 32000))
+    request, records, stderr = _train(
+        installation,
+        recordings,
+        name,
+        sample_rate="32k",
+        f0_method="pm",
+        epochs=2,
+        config_overrides=_tiny(HUBERT_EMBED_DIM, 32000),
+    )
     result = _check_progress(records)
     for command in result["commands"]:  # each step announced its equivalent command
         assert f"$ {command}" in stderr
@@ -140,9 +160,19 @@ def test_one_click_training_makes_a_voice_and_an_index_that_convert(installation
 @pytest.mark.slow
 def test_v1_40k_with_rmvpe_under_torchrun(installation, recordings, tmp_path):
     name = "v1 röst"
-    _, records, stderr = _train(installation, recordings, name, sample_rate="40k", version="v1", f0_method="rmvpe",
-                                epochs=3, nproc=2, latest_only=True, save_small_models=True,
-                                config_overrides=_tiny(HUBERT_FINAL_DIM, 40000))
+    _, records, stderr = _train(
+        installation,
+        recordings,
+        name,
+        sample_rate="40k",
+        version="v1",
+        f0_method="rmvpe",
+        epochs=3,
+        nproc=2,
+        latest_only=True,
+        save_small_models=True,
+        config_overrides=_tiny(HUBERT_FINAL_DIM, 40000),
+    )
     result = _check_progress(records)
     assert "starting 2 training processes" in stderr and result["fit"]["processes"] == 2
     exp = installation.logs_dir / name
@@ -150,8 +180,12 @@ def test_v1_40k_with_rmvpe_under_torchrun(installation, recordings, tmp_path):
     assert len(list(installation.weights_dir.glob(f"{name}_e*_s*.pth"))) == 3
     voice_path = installation.weights_dir / f"{name}.pth"
     voice = infer.load_voice(voice_path)
-    assert (voice.sample_rate, voice.version, voice.info, voice.metadata["f0_method"]) == (40000, "v1", "3epoch",
-                                                                                              "rmvpe")
+    assert (voice.sample_rate, voice.version, voice.info, voice.metadata["f0_method"]) == (
+        40000,
+        "v1",
+        "3epoch",
+        "rmvpe",
+    )
     _check_reference_format(voice_path, ExperimentConfig.load(exp / "config.json"))
     index = Path(result["index"]["report"]["added"])
     _convert(installation, voice_path, index, next(recordings.glob("*.wav")), tmp_path / "out.flac", "rmvpe")

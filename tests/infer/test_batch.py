@@ -176,5 +176,9 @@ def test_batch_item_as_dict_is_json_ready(fake: FakeConvert, folder: Path, tmp_p
     items = convert_batch(object(), [folder / "a.wav", folder / "notes.txt"], tmp_path / "out")
     data = json.loads(json.dumps([item.as_dict() for item in items]))
     assert data[0]["status"] == "converted" and data[0]["output"].endswith("a.wav") and data[0]["sample_rate"] == 40000
-    assert data[1] == {"input": str(folder / "notes.txt"), "output": None, "status": "skipped",
-                       "message": data[1]["message"]}  # fmt: skip
+    assert data[1] == {
+        "input": str(folder / "notes.txt"),
+        "output": None,
+        "status": "skipped",
+        "message": data[1]["message"],
+    }

@@ -67,8 +67,12 @@ def test_weights_decide_pitch_and_a_contradiction_is_reported():
 
 
 def test_parametrization_names_and_ddp_prefix_are_normalised():
-    weight = {f"module.{k}".replace("weight_g", "parametrizations.weight.original0")
-              .replace("weight_v", "parametrizations.weight.original1"): v for k, v in _weights().items()}
+    weight = {
+        f"module.{k}".replace("weight_g", "parametrizations.weight.original0").replace(
+            "weight_v", "parametrizations.weight.original1"
+        ): v
+        for k, v in _weights().items()
+    }
     model = small_model_from_dict(_rvc_dict(weight=weight))
     assert "dec.ups.0.weight_g" in model.weight and "dec.ups.0.weight_v" in model.weight
 
@@ -88,8 +92,13 @@ def test_unsupported_vocoder_and_version_are_refused():
 
 def test_written_small_model_is_rvc_format(tmp_path):
     cfg = preset("v2", 40000)
-    model = make_small_model({**_weights(dtype=torch.float32), "enc_q.pre.weight": torch.ones(1)}, cfg, "v2", "3epoch",
-                             metadata={"f0_method": "rmvpe"})
+    model = make_small_model(
+        {**_weights(dtype=torch.float32), "enc_q.pre.weight": torch.ones(1)},
+        cfg,
+        "v2",
+        "3epoch",
+        metadata={"f0_method": "rmvpe"},
+    )
     path = write_small_model(model, tmp_path / "voice.pth")
     raw = torch.load(path, weights_only=True)  # how RVC (torch >= 2.6) loads it
     assert list(raw)[:6] == ["weight", "config", "info", "sr", "f0", "version"]
@@ -108,15 +117,21 @@ def test_newer_metadata_is_ignored_with_a_warning():
 
 
 def test_checkpoint_round_trip_and_kinds(tmp_path):
-    g = TrainCheckpoint(model={"enc_p.x": torch.randn(3), "enc_q.y": torch.randn(2)}, iteration=7,
-                        optimizer={"state": {}, "param_groups": []}, learning_rate=1e-4)
+    g = TrainCheckpoint(
+        model={"enc_p.x": torch.randn(3), "enc_q.y": torch.randn(2)},
+        iteration=7,
+        optimizer={"state": {}, "param_groups": []},
+        learning_rate=1e-4,
+    )
     path = write_checkpoint(g, tmp_path / "G_7.pth")
     raw = torch.load(path, weights_only=True)
     assert list(raw) == ["model", "iteration", "optimizer", "learning_rate"] and raw["iteration"] == 7
     again = read_checkpoint(path)
     assert again.kind == "generator" and again.iteration == 7
     assert torch.equal(again.model["enc_q.y"], g.model["enc_q.y"])
-    d = write_checkpoint(TrainCheckpoint(model={"discriminators.0.conv_post.bias": torch.ones(1)}), tmp_path / "D_1.pth")
+    d = write_checkpoint(
+        TrainCheckpoint(model={"discriminators.0.conv_post.bias": torch.ones(1)}), tmp_path / "D_1.pth"
+    )
     assert read_checkpoint(d).kind == "discriminator"
 
 
@@ -124,7 +139,9 @@ def test_wrong_kind_errors_say_what_to_do(tmp_path):
     g = write_checkpoint(TrainCheckpoint(model=_weights()), tmp_path / "G_100.pth")
     with pytest.raises(ModelFileError, match="extract"):
         read_small_model(g)
-    d = write_checkpoint(TrainCheckpoint(model={"discriminators.0.conv_post.bias": torch.ones(1)}), tmp_path / "D_1.pth")
+    d = write_checkpoint(
+        TrainCheckpoint(model={"discriminators.0.conv_post.bias": torch.ones(1)}), tmp_path / "D_1.pth"
+    )
     with pytest.raises(ModelFileError, match="discriminator"):
         read_small_model(d)
     small = write_small_model(small_model_from_dict(_rvc_dict()), tmp_path / "v.pth")

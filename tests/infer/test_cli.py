@@ -56,12 +56,51 @@ def test_conversion_flag_defaults_are_the_params_defaults():
 
 
 def test_flags_reach_the_params():
-    argv = ["batch", "--voice", "v", "--inputs", "a", "b", "--output-dir", "o", "--key", "-5", "--f0-method", "pm",
-            "--index-rate", "0.3", "--filter-radius", "2", "--resample-sr", "48000", "--rms-mix-rate", "1",
-            "--protect", "0.5", "--speaker-id", "1", "--noise-scale", "0", "--seed", "9", "--auto-key"]  # fmt: skip
+    argv = [
+        "batch",
+        "--voice",
+        "v",
+        "--inputs",
+        "a",
+        "b",
+        "--output-dir",
+        "o",
+        "--key",
+        "-5",
+        "--f0-method",
+        "pm",
+        "--index-rate",
+        "0.3",
+        "--filter-radius",
+        "2",
+        "--resample-sr",
+        "48000",
+        "--rms-mix-rate",
+        "1",
+        "--protect",
+        "0.5",
+        "--speaker-id",
+        "1",
+        "--noise-scale",
+        "0",
+        "--seed",
+        "9",
+        "--auto-key",
+    ]
     params = params_from_args(build_parser().parse_args(argv))
-    assert params == ConvertParams(key=-5, f0_method="pm", index_rate=0.3, filter_radius=2, resample_sr=48000,
-                                   rms_mix_rate=1, protect=0.5, speaker_id=1, noise_scale=0, seed=9, auto_key=True)  # fmt: skip
+    assert params == ConvertParams(
+        key=-5,
+        f0_method="pm",
+        index_rate=0.3,
+        filter_radius=2,
+        resample_sr=48000,
+        rms_mix_rate=1,
+        protect=0.5,
+        speaker_id=1,
+        noise_scale=0,
+        seed=9,
+        auto_key=True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,8 +148,20 @@ def test_help_lists_every_command(capsys):
 
 def test_convert_json_names_the_index_and_keeps_stdout_clean(env, tone, tmp_path, capsys):
     output = tmp_path / "out" / "a.flac"
-    argv = ["convert", "--voice", "alice", "--input", str(tone), "--output", str(output), "--f0-method", "pm",
-            "--seed", "1", "--json"]  # fmt: skip
+    argv = [
+        "convert",
+        "--voice",
+        "alice",
+        "--input",
+        str(tone),
+        "--output",
+        str(output),
+        "--f0-method",
+        "pm",
+        "--seed",
+        "1",
+        "--json",
+    ]
     code, out, err = run_cli(capsys, argv)
     assert code == 0, err
     data = json.loads(out)  # the whole of stdout is one JSON document
@@ -135,8 +186,17 @@ def test_convert_refuses_to_overwrite_without_force(env, tone, tmp_path, capsys)
 
 
 def test_progress_without_a_terminal_prints_one_line_per_stage(env, tone, tmp_path, capsys):
-    argv = ["convert", "--voice", str(env.voices["carol"]), "--input", str(tone), "--output", str(tmp_path / "c.ogg"),
-            "--index", "none"]  # fmt: skip
+    argv = [
+        "convert",
+        "--voice",
+        str(env.voices["carol"]),
+        "--input",
+        str(tone),
+        "--output",
+        str(tmp_path / "c.ogg"),
+        "--index",
+        "none",
+    ]
     code, out, err = run_cli(capsys, argv)
     lines = err.splitlines()
     assert code == 0 and "\r" not in err
@@ -152,8 +212,17 @@ def test_unknown_voice_lists_the_available_ones(env, tone, tmp_path, capsys):
 
 
 def test_missing_index_file_is_an_input_error(env, tone, tmp_path, capsys):
-    argv = ["convert", "--voice", "alice", "--input", str(tone), "--output", str(tmp_path / "x.wav"),
-            "--index", str(tmp_path / "gone.index")]  # fmt: skip
+    argv = [
+        "convert",
+        "--voice",
+        "alice",
+        "--input",
+        str(tone),
+        "--output",
+        str(tmp_path / "x.wav"),
+        "--index",
+        str(tmp_path / "gone.index"),
+    ]
     code, _, err = run_cli(capsys, argv)
     assert code == 1 and "gone.index' does not exist" in err and not (tmp_path / "x.wav").exists()
 
@@ -173,8 +242,22 @@ def test_batch_reports_each_file_and_fails_when_one_fails(env, tone, tmp_path, c
     notes = tmp_path / "notes.txt"
     notes.write_text("hello", encoding="utf-8")
     silent = save_audio(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
-    argv = ["batch", "--voice", "bob", "--inputs", str(tone), str(notes), str(silent), "--output-dir",
-            str(tmp_path / "out"), "--format", "mp3", "--f0-method", "pm", "--json"]  # fmt: skip
+    argv = [
+        "batch",
+        "--voice",
+        "bob",
+        "--inputs",
+        str(tone),
+        str(notes),
+        str(silent),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--format",
+        "mp3",
+        "--f0-method",
+        "pm",
+        "--json",
+    ]
     code, out, err = run_cli(capsys, argv)
     items = json.loads(out)
     assert code == 1 and [item["status"] for item in items] == ["converted", "skipped", "failed"]
@@ -274,8 +357,22 @@ def test_rvc_scripts_keep_rvcs_flags_and_defaults(capsys):
 def test_rvc_cli_writes_int16_wav_over_the_output(env, tone, tmp_path, capsys):
     output = tmp_path / "rvc_out.wav"
     output.write_bytes(b"old")
-    argv = ["--model_name", "alice.pth", "--input_path", str(tone), "--opt_path", str(output), "--f0method", "pm",
-            "--index_path", str(env.indexes["alice"]), "--f0up_key", "2", "--is_half", "False"]  # fmt: skip
+    argv = [
+        "--model_name",
+        "alice.pth",
+        "--input_path",
+        str(tone),
+        "--opt_path",
+        str(output),
+        "--f0method",
+        "pm",
+        "--index_path",
+        str(env.indexes["alice"]),
+        "--f0up_key",
+        "2",
+        "--is_half",
+        "False",
+    ]
     code, out, err = run_cli(capsys, argv, infer_cli.main)
     assert code == 0, err
     assert out.startswith("Success.\nIndex:\n" + str(env.indexes["alice"])) and "Key: +2 semitones." in out

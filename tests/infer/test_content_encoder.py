@@ -81,20 +81,35 @@ def test_tiny_hf_folder_uses_transformers_names(hf_folder):
     expected_layer0 = {
         f"encoder.layers.0.{name}.{p}"
         for name in (
-            "attention.k_proj", "attention.v_proj", "attention.q_proj", "attention.out_proj", "layer_norm",
-            "feed_forward.intermediate_dense", "feed_forward.output_dense", "final_layer_norm",
+            "attention.k_proj",
+            "attention.v_proj",
+            "attention.q_proj",
+            "attention.out_proj",
+            "layer_norm",
+            "feed_forward.intermediate_dense",
+            "feed_forward.output_dense",
+            "final_layer_norm",
         )
         for p in ("weight", "bias")
-    }  # fmt: skip
+    }
     others = {
-        "masked_spec_embed", "feature_extractor.conv_layers.0.conv.weight",
-        "feature_extractor.conv_layers.0.layer_norm.weight", "feature_extractor.conv_layers.0.layer_norm.bias",
-        "feature_extractor.conv_layers.6.conv.weight", "feature_projection.layer_norm.weight",
-        "feature_projection.layer_norm.bias", "feature_projection.projection.weight",
-        "feature_projection.projection.bias", "encoder.pos_conv_embed.conv.weight_g",
-        "encoder.pos_conv_embed.conv.weight_v", "encoder.pos_conv_embed.conv.bias", "encoder.layer_norm.weight",
-        "encoder.layer_norm.bias", "final_proj.weight", "final_proj.bias",
-    }  # fmt: skip
+        "masked_spec_embed",
+        "feature_extractor.conv_layers.0.conv.weight",
+        "feature_extractor.conv_layers.0.layer_norm.weight",
+        "feature_extractor.conv_layers.0.layer_norm.bias",
+        "feature_extractor.conv_layers.6.conv.weight",
+        "feature_projection.layer_norm.weight",
+        "feature_projection.layer_norm.bias",
+        "feature_projection.projection.weight",
+        "feature_projection.projection.bias",
+        "encoder.pos_conv_embed.conv.weight_g",
+        "encoder.pos_conv_embed.conv.weight_v",
+        "encoder.pos_conv_embed.conv.bias",
+        "encoder.layer_norm.weight",
+        "encoder.layer_norm.bias",
+        "final_proj.weight",
+        "final_proj.bias",
+    }
     assert expected_layer0 | others <= set(state)
     assert {key for key in state if key.startswith("encoder.layers.0.")} == expected_layer0
     assert len(state) == len(others) + 12 * len(expected_layer0) + 5  # conv_layers.1..5 weights

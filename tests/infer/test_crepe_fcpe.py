@@ -60,10 +60,27 @@ def tiny_crepe_path(tmp_path_factory):
 
 def fcpe_config(hidden: int = 16, layers: int = 2) -> dict:
     return {
-        "mel": {"sr": 16000, "num_mels": 128, "n_fft": 1024, "win_size": 1024, "hop_size": 160, "fmin": 0, "fmax": 8000},
-        "model": {"type": "CFNaiveMelPE", "out_dims": 360, "hidden_dims": hidden, "n_layers": layers,
-                  "n_heads": 2, "f0_min": 32.7, "f0_max": 1975.5, "use_fa_norm": True, "conv_only": True},
-    }  # fmt: skip
+        "mel": {
+            "sr": 16000,
+            "num_mels": 128,
+            "n_fft": 1024,
+            "win_size": 1024,
+            "hop_size": 160,
+            "fmin": 0,
+            "fmax": 8000,
+        },
+        "model": {
+            "type": "CFNaiveMelPE",
+            "out_dims": 360,
+            "hidden_dims": hidden,
+            "n_layers": layers,
+            "n_heads": 2,
+            "f0_min": 32.7,
+            "f0_max": 1975.5,
+            "use_fa_norm": True,
+            "conv_only": True,
+        },
+    }
 
 
 @pytest.fixture(scope="module")

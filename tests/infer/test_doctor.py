@@ -55,7 +55,9 @@ def _fake_gpu(monkeypatch, name, capability, arch_list, memory_gb=24):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: capability)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=0: SimpleNamespace(total_memory=memory_gb * 2**30))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index=0: SimpleNamespace(total_memory=memory_gb * 2**30)
+    )
     monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: arch_list)
 
 

@@ -135,7 +135,9 @@ def test_rmvpe_channels_last_matches_the_plain_layout(tmp_path) -> None:
     weight = predictor.model.unet.encoder.layers[0].conv[0].conv[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     t = np.arange(4000) / 16000
-    wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * np.random.default_rng(0).standard_normal(4000)).astype(
+        np.float32
+    )
     fast = predictor.salience(wave)
     predictor.model.to(memory_format=torch.contiguous_format)
     # A random network magnifies float32 rounding; the reference fixture holds the real tolerance (1e-5).

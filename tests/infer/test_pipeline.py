@@ -94,7 +94,9 @@ def test_envelope_stream_equals_whole_mix(chunk):
     output = (rng.standard_normal(40000 * 9 - 777) * 0.3).astype(np.float32)
     expected = change_rms(source, output, 40000, 0.25)
     stream = EnvelopeStream(input_envelope(lambda a, b: source[a:b], source.shape[0]), 40000, output.shape[0], 0.25)
-    pieces = [stream.push(output[i : i + chunk], last=i + chunk >= output.shape[0]) for i in range(0, len(output), chunk)]
+    pieces = [
+        stream.push(output[i : i + chunk], last=i + chunk >= output.shape[0]) for i in range(0, len(output), chunk)
+    ]
     got = np.concatenate(pieces)
     assert got.shape == expected.shape
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-6)

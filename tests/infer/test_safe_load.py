@@ -26,8 +26,9 @@ class _CreatesFile:
 def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path, zip_format):
     marker = tmp_path / "pwned.txt"
     path = tmp_path / "evil.pth"
-    torch.save({"weight": {"a": torch.zeros(2)}, "x": _CreatesFile(marker)}, path,
-               _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        {"weight": {"a": torch.zeros(2)}, "x": _CreatesFile(marker)}, path, _use_new_zipfile_serialization=zip_format
+    )
     assert not marker.exists()
     with pytest.raises(UnsafeModelFileError) as err:
         load_torch_file(path)
@@ -47,7 +48,11 @@ def test_plain_pickle_with_code_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "content, expected",
-    [(b"", "empty"), (b"hello, this is not a model", "not a valid PyTorch model file"), (b"PK\x03\x04broken", "not a valid")],
+    [
+        (b"", "empty"),
+        (b"hello, this is not a model", "not a valid PyTorch model file"),
+        (b"PK\x03\x04broken", "not a valid"),
+    ],
 )
 def test_bad_files_give_clear_errors(tmp_path, content, expected):
     path = tmp_path / "model.pth"

@@ -84,9 +84,16 @@ def test_no_pitch_training_forward_accepts_rvc_positional_order():
     x = _inputs(model, frames=12)
     spec = torch.randn(2, model.config.spec_channels, 12)
     lengths = torch.tensor([12, 12])
-    rvc_style = model(x["phone"], x["phone_lengths"], spec, lengths, x["sid"], generator=torch.Generator().manual_seed(3))
+    rvc_style = model(
+        x["phone"], x["phone_lengths"], spec, lengths, x["sid"], generator=torch.Generator().manual_seed(3)
+    )
     by_name = model(
-        x["phone"], x["phone_lengths"], y=spec, y_lengths=lengths, ds=x["sid"], generator=torch.Generator().manual_seed(3)
+        x["phone"],
+        x["phone_lengths"],
+        y=spec,
+        y_lengths=lengths,
+        ds=x["sid"],
+        generator=torch.Generator().manual_seed(3),
     )
     torch.testing.assert_close(rvc_style[0], by_name[0], rtol=0, atol=0)
     assert torch.equal(rvc_style[1], by_name[1])
@@ -99,7 +106,13 @@ def test_training_slice_cuts_latent_and_pitch_at_the_same_frames():
     model.dec.register_forward_pre_hook(lambda _m, args: seen.update(latent=args[0], f0=args[1]))
     spec = torch.randn(2, model.config.spec_channels, 16)
     o, ids, *_, (z, *_rest) = model(
-        x["phone"], x["phone_lengths"], x["pitch"], x["pitchf"], spec, torch.tensor([16, 9]), x["sid"],
+        x["phone"],
+        x["phone_lengths"],
+        x["pitch"],
+        x["pitchf"],
+        spec,
+        torch.tensor([16, 9]),
+        x["sid"],
         generator=torch.Generator().manual_seed(4),
     )
     for i, start in enumerate(ids.tolist()):
@@ -123,14 +136,26 @@ def test_state_dict_keys_order_and_round_trip(tmp_path, version):
     model = tiny_synthesizer(version, 40000, True, seed=1)
     keys = list(model.state_dict())
     # RVC registers enc_p first in v1 and last in v2 (optimizer state is indexed by this order).
-    order = ["enc_p", "dec", "enc_q", "flow", "emb_g"] if version == "v1" else ["dec", "enc_q", "flow", "emb_g", "enc_p"]
+    order = (
+        ["enc_p", "dec", "enc_q", "flow", "emb_g"] if version == "v1" else ["dec", "enc_q", "flow", "emb_g", "enc_p"]
+    )
     assert list(dict.fromkeys(k.split(".")[0] for k in keys)) == order
     for key in (
-        "dec.m_source.l_linear.weight", "dec.noise_convs.0.weight", "dec.ups.0.weight_g", "dec.ups.0.weight_v",
-        "dec.resblocks.0.convs1.0.weight_g", "dec.cond.weight", "enc_q.enc.cond_layer.weight_v",
-        "flow.flows.6.post.weight", "flow.flows.0.enc.in_layers.2.weight_g", "emb_g.weight",
-        "enc_p.emb_pitch.weight", "enc_p.encoder.attn_layers.0.emb_rel_k", "enc_p.encoder.norm_layers_1.0.gamma",
-        "enc_p.encoder.ffn_layers.0.conv_2.bias", "enc_p.proj.weight",
+        "dec.m_source.l_linear.weight",
+        "dec.noise_convs.0.weight",
+        "dec.ups.0.weight_g",
+        "dec.ups.0.weight_v",
+        "dec.resblocks.0.convs1.0.weight_g",
+        "dec.cond.weight",
+        "enc_q.enc.cond_layer.weight_v",
+        "flow.flows.6.post.weight",
+        "flow.flows.0.enc.in_layers.2.weight_g",
+        "emb_g.weight",
+        "enc_p.emb_pitch.weight",
+        "enc_p.encoder.attn_layers.0.emb_rel_k",
+        "enc_p.encoder.norm_layers_1.0.gamma",
+        "enc_p.encoder.ffn_layers.0.conv_2.bias",
+        "enc_p.proj.weight",
     ):
         assert key in keys
     assert not any(".flows.1." in k or ".flows.3." in k for k in keys)  # Flip layers hold nothing
@@ -195,7 +220,9 @@ def test_no_pitch_model_accepts_rvc_positional_calls(version):
         by_name = model.infer(phone, lengths, sid=sid, noise_scale=0)[0]
         pitch_style = model.infer(phone, lengths, x["pitch"], x["pitchf"], sid, noise_scale=0)[0]
         realtime = model.infer(phone, lengths, sid, head, length, length2, noise_scale=0)[0]
-        realtime_kw = model.infer(phone, lengths, sid, skip_head=30, return_length=6, return_length2=7, noise_scale=0)[0]
+        realtime_kw = model.infer(phone, lengths, sid, skip_head=30, return_length=6, return_length2=7, noise_scale=0)[
+            0
+        ]
         with pytest.raises(TypeError):
             model.infer(phone, lengths, sid, head, length, length2, return_length2=length2)
     assert torch.equal(plain, by_name) and torch.equal(plain, pitch_style)

@@ -20,18 +20,34 @@ from train.filelist import write_filelist
 from train.loop import FitOptions
 from train.mute import MuteSample
 
-TINY_MODEL = dict(inter_channels=8, hidden_channels=8, filter_channels=16, n_layers=1, upsample_initial_channel=32,
-                  gin_channels=8, spk_embed_dim=4, feature_dim=16)
+TINY_MODEL = dict(
+    inter_channels=8,
+    hidden_channels=8,
+    filter_channels=16,
+    n_layers=1,
+    upsample_initial_channel=32,
+    gin_channels=8,
+    spk_embed_dim=4,
+    feature_dim=16,
+)
 TINY_DISC = (16, 32)  # discriminator channel divisors (scale, period)
 SR = 32000
 
 
-def tiny_config(name: str, *, use_f0: bool = True, version: str = "v2", sample_rate: int = SR,
-                model_overrides: dict | None = None, **train) -> ExperimentConfig:
+def tiny_config(
+    name: str,
+    *,
+    use_f0: bool = True,
+    version: str = "v2",
+    sample_rate: int = SR,
+    model_overrides: dict | None = None,
+    **train,
+) -> ExperimentConfig:
     overrides = dict(segment_size=4 * (sample_rate // 100), batch_size=2, log_interval=1)
     overrides.update(train)
-    return ExperimentConfig.create(name, version, sample_rate, use_f0, model_overrides=model_overrides or TINY_MODEL,
-                                   train_overrides=overrides)
+    return ExperimentConfig.create(
+        name, version, sample_rate, use_f0, model_overrides=model_overrides or TINY_MODEL, train_overrides=overrides
+    )
 
 
 def write_mute(root: Path, feature_dim: int, sr: int) -> MuteSample:
@@ -73,8 +89,10 @@ def make_experiment(
         audio = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / sr) + 0.01 * rng.standard_normal(n)
         sf.write(paths.gt_wavs / f"{i}_0.wav", audio.astype(np.float32), sr, subtype="FLOAT")
         frames = n // hop
-        np.save(paths.features(config.version) / f"{i}_0.npy",
-                rng.standard_normal((frames // 2 + 1, dim)).astype(np.float32))
+        np.save(
+            paths.features(config.version) / f"{i}_0.npy",
+            rng.standard_normal((frames // 2 + 1, dim)).astype(np.float32),
+        )
         hz = (180 + 40 * np.sin(2 * np.pi * 0.7 * np.arange(frames + 1) / 100)).astype(np.float32)
         hz[:5] = 0
         np.save(paths.f0_hz / f"{i}_0.wav.npy", hz)
@@ -86,8 +104,15 @@ def make_experiment(
 
 def tiny_options(tmp_path: Path, **changes) -> FitOptions:
     """Two epochs on the CPU, saving every epoch, with the tiny discriminator; ``changes`` override."""
-    options = dict(total_epochs=2, save_every=1, num_workers=0, device="cpu", threads=1,
-                   weights_dir=tmp_path / "weights", discriminator_divisors=TINY_DISC)
+    options = dict(
+        total_epochs=2,
+        save_every=1,
+        num_workers=0,
+        device="cpu",
+        threads=1,
+        weights_dir=tmp_path / "weights",
+        discriminator_divisors=TINY_DISC,
+    )
     options.update(changes)
     return FitOptions(**options)
 

@@ -16,8 +16,13 @@ from train.oneclick import run_all
 from train.steps import Callbacks
 
 STEP_FLAGS = {
-    "preprocess": "--dataset", "check": "--logs-dir", "extract": "--f0-method", "fit": "--pretrained-g",
-    "index": "--assets-dir", "all": "--save-every", "reuse": "--from",
+    "preprocess": "--dataset",
+    "check": "--logs-dir",
+    "extract": "--f0-method",
+    "fit": "--pretrained-g",
+    "index": "--assets-dir",
+    "all": "--save-every",
+    "reuse": "--from",
 }
 
 
@@ -36,8 +41,20 @@ def dataset(tmp_path):
 
 
 def _preprocess(tmp_path, dataset, *extra: str) -> int:
-    return main(["preprocess", "--name", "alice", "--dataset", str(dataset), "--logs-dir", str(tmp_path / "logs"),
-                 "--processes", "1", *extra])
+    return main(
+        [
+            "preprocess",
+            "--name",
+            "alice",
+            "--dataset",
+            str(dataset),
+            "--logs-dir",
+            str(tmp_path / "logs"),
+            "--processes",
+            "1",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("step", sorted(REQUESTS))

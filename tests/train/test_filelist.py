@@ -23,8 +23,11 @@ def encoder(tiny_hubert):
 def fake_mute(logs, version: str = "v2", width: int = 768) -> MuteSample:
     """Mute files with the right shapes (zeros) for 40k, without running an encoder."""
     sample = mute_sample(logs, 40000, version)
-    for path, array in ((sample.features, np.zeros((149, width), np.float32)),
-                        (sample.f0_coarse, np.ones(301, np.int64)), (sample.f0_hz, np.zeros(301, np.float32))):  # fmt: skip
+    for path, array in (
+        (sample.features, np.zeros((149, width), np.float32)),
+        (sample.f0_coarse, np.ones(301, np.int64)),
+        (sample.f0_hz, np.zeros(301, np.float32)),
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, array)
     sample.gt_wav.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +127,10 @@ def test_lines_without_pitch(tmp_path):
     lines = paths.filelist.read_text(encoding="utf-8").split("\n")
     assert (count, dropped, len(lines)) == (2, [], 2)
     root, m = paths.root, mute.gt_wav.parent.parent
-    assert sorted(lines) == [f"{root}/0_gt_wavs/0_0.wav|{root}/3_feature256/0_0.npy|0",
-                             f"{m}/0_gt_wavs/mute40k.wav|{m}/3_feature256/mute.npy|0"]  # fmt: skip
+    assert sorted(lines) == [
+        f"{root}/0_gt_wavs/0_0.wav|{root}/3_feature256/0_0.npy|0",
+        f"{m}/0_gt_wavs/mute40k.wav|{m}/3_feature256/mute.npy|0",
+    ]
 
 
 def test_only_complete_slices_are_listed_and_the_others_are_reported(tmp_path):

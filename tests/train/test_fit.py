@@ -47,8 +47,10 @@ def test_checkpoints_have_rvc_format_and_load_strictly(trained):
     exp, _, result, _ = trained
     config = ExperimentConfig.load(exp / "config.json")
     assert sorted(p.name for p in exp.glob("[GD]_*.pth")) == ["D_3.pth", "D_6.pth", "G_3.pth", "G_6.pth"]
-    for role, model in (("G", Synthesizer.from_config(config.model)),
-                        ("D", build_discriminator("v2", channel_divisor_s=TINY_DISC[0], channel_divisor_p=TINY_DISC[1]))):
+    for role, model in (
+        ("G", Synthesizer.from_config(config.model)),
+        ("D", build_discriminator("v2", channel_divisor_s=TINY_DISC[0], channel_divisor_p=TINY_DISC[1])),
+    ):
         raw = torch.load(exp / f"{role}_6.pth", map_location="cpu", weights_only=True)
         assert list(raw)[:4] == ["model", "iteration", "optimizer", "learning_rate"]
         assert raw["iteration"] == 2 and raw["learning_rate"] == 1e-4  # the config's rate, as RVC writes it
@@ -92,17 +94,34 @@ def test_logs_metrics_and_tensorboard(trained):
     hps = ast.literal_eval(first[3])  # what RVC's ckpt tab evaluates
     assert (hps["sample_rate"], hps["if_f0"], hps["version"], hps["total_epoch"]) == ("32k", 1, "v2", 2)
     text = "\n".join(lines)
-    for expected in ("Train Epoch: 1 [0%]", "loss_disc=", "====> Epoch: 2 [", "Saving model and optimizer state at "
-                     "epoch 2 to", "saving ckpt tiny_e1:Success.", "Training is done. The program is closed.",
-                     "saving final ckpt:Success."):
+    for expected in (
+        "Train Epoch: 1 [0%]",
+        "loss_disc=",
+        "====> Epoch: 2 [",
+        "Saving model and optimizer state at epoch 2 to",
+        "saving ckpt tiny_e1:Success.",
+        "Training is done. The program is closed.",
+        "saving final ckpt:Success.",
+    ):
         assert expected in text, expected
     records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["kind"] == "step"]
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["step"] for r in steps] == list(range(6)) and [r["epoch"] for r in epochs] == [1, 2]
     for record in records:
-        assert set(record) >= {"epoch", "step", "loss/g/total", "loss/d/total", "loss/g/mel", "loss/g/kl", "loss/g/fm",
-                               "lr", "grad_norm_g", "grad_norm_d", "time"}
+        assert set(record) >= {
+            "epoch",
+            "step",
+            "loss/g/total",
+            "loss/d/total",
+            "loss/g/mel",
+            "loss/g/kl",
+            "loss/g/fm",
+            "lr",
+            "grad_norm_g",
+            "grad_norm_d",
+            "time",
+        }
     assert epochs[1]["lr"] == pytest.approx(1e-4 * 0.999875)
     events = list(exp.glob("events.out.tfevents.*"))
     assert events
@@ -110,7 +129,8 @@ def test_logs_metrics_and_tensorboard(trained):
 
     tags = EventAccumulator(str(exp)).Reload().Tags()
     assert {"loss/g/total", "loss/d/total", "learning_rate", "grad_norm_g", "loss/g/mel", "loss/d_r/0"} <= set(
-        tags["scalars"])
+        tags["scalars"]
+    )
     assert "slice/mel_gen" in tags["images"]
 
 
@@ -153,13 +173,27 @@ def test_resumes_a_checkpoint_written_by_rvc(tmp_path):
     """The reference trainer's (reduced) G_2333333/D_2333333 resume at epoch 2 with their optimizer state."""
     ckpt_dir = fixture_path("rvc-reference", "train_ckpt", "v2_f0_40k_reduced")
     meta = json.loads((ckpt_dir / "meta.json").read_text())
-    exp = make_experiment(tmp_path, "ref", seconds=(0.8,), mute=False, sample_rate=40000,
-                          model_overrides=dict(meta["reduced_g_overrides"], feature_dim=768), batch_size=1)
+    exp = make_experiment(
+        tmp_path,
+        "ref",
+        seconds=(0.8,),
+        mute=False,
+        sample_rate=40000,
+        model_overrides=dict(meta["reduced_g_overrides"], feature_dim=768),
+        batch_size=1,
+    )
     for name in ("G_2333333.pth", "D_2333333.pth"):
         shutil.copy(ckpt_dir / name, exp / name)
     divisors = meta["reduced_d_channel_divisors"]
-    result = fit(exp, tiny_options(tmp_path, total_epochs=2, save_latest_only=True,
-                                   discriminator_divisors=(divisors["Conv1d"], divisors["Conv2d"])))
+    result = fit(
+        exp,
+        tiny_options(
+            tmp_path,
+            total_epochs=2,
+            save_latest_only=True,
+            discriminator_divisors=(divisors["Conv1d"], divisors["Conv2d"]),
+        ),
+    )
     assert (result.start_epoch, result.epoch) == (2, 2)
     log = (exp / "train.log").read_text()
     assert "not in the checkpoint" not in log and "mismatch" not in log and "not restored" not in log

@@ -107,7 +107,9 @@ def test_features_are_read_in_name_order_and_shuffled_with_the_seed(tmp_path):
 
 def test_same_seed_same_files_other_seed_other_order(tmp_path):
     feats = _features(300, seed=4)
-    reports = [build_index(_experiment(tmp_path / str(i), _split(feats)), "v2", seed=s) for i, s in enumerate((5, 5, 6))]
+    reports = [
+        build_index(_experiment(tmp_path / str(i), _split(feats)), "v2", seed=s) for i, s in enumerate((5, 5, 6))
+    ]
     first, again, other = (np.load(r.total_features) for r in reports)
     np.testing.assert_array_equal(first, again)
     assert reports[0].added.read_bytes() == reports[1].added.read_bytes()
@@ -150,8 +152,14 @@ def _mean_nearest_distance(points: np.ndarray, centres: np.ndarray) -> float:
 def test_large_sets_are_reduced_to_kmeans_centres(tmp_path):
     feats = _blobs(2500, 10)
     lines = []
-    report = build_index(_experiment(tmp_path / "a", _split(feats)), "v2", kmeans_threshold=2000,
-                         kmeans_centers=100, seed=0, log=lines.append)
+    report = build_index(
+        _experiment(tmp_path / "a", _split(feats)),
+        "v2",
+        kmeans_threshold=2000,
+        kmeans_centers=100,
+        seed=0,
+        log=lines.append,
+    )
     assert report.kmeans and report.vectors == 100 and report.n_ivf == ivf_list_count(100) == 2
     assert "Trying doing kmeans 2500 shape to 100 centers." in lines
     centres = np.load(report.total_features)
@@ -160,8 +168,9 @@ def test_large_sets_are_reduced_to_kmeans_centres(tmp_path):
     # k-means centres fit the data clearly better than 100 of its rows (about 12 vs 18 here)
     random_rows = feats[np.random.default_rng(1).choice(len(feats), 100, replace=False)]
     assert _mean_nearest_distance(feats, centres) < 0.8 * _mean_nearest_distance(feats, random_rows)
-    again = build_index(_experiment(tmp_path / "b", _split(feats)), "v2", kmeans_threshold=2000,
-                        kmeans_centers=100, seed=0)
+    again = build_index(
+        _experiment(tmp_path / "b", _split(feats)), "v2", kmeans_threshold=2000, kmeans_centers=100, seed=0
+    )
     np.testing.assert_array_equal(np.load(again.total_features), centres)
 
 

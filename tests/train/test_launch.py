@@ -33,24 +33,53 @@ CHILD = textwrap.dedent("""
 
 
 def test_fit_main_flags_describe_the_same_options():
-    options = FitOptions(total_epochs=7, save_every=2, save_latest_only=True, save_small_model_every_save=True,
-                         pretrained_g="/p/G 1.pth", batch_size=3, device="cpu", precision="fp32", num_workers=0,
-                         log_interval=5, weights_dir=Path("/w ü"), seed=9, threads=1, discriminator_divisors=(16, 32))
+    options = FitOptions(
+        total_epochs=7,
+        save_every=2,
+        save_latest_only=True,
+        save_small_model_every_save=True,
+        pretrained_g="/p/G 1.pth",
+        batch_size=3,
+        device="cpu",
+        precision="fp32",
+        num_workers=0,
+        log_interval=5,
+        weights_dir=Path("/w ü"),
+        seed=9,
+        threads=1,
+        discriminator_divisors=(16, 32),
+    )
     args = build_parser().parse_args(fit_main_args("/logs/alice", options))
     assert args.exp_dir == "/logs/alice"
     again = options_from_args(args)
     assert again == FitOptions(**{**options.__dict__, "weights_dir": "/w ü"})
     argv = torchrun_argv("/logs/alice", options, 2, port=29999)
-    assert argv[:11] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                         "127.0.0.1", "--master_port", "29999", "-m", "train.fit_main"]
+    assert argv[:11] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        "29999",
+        "-m",
+        "train.fit_main",
+    ]
     assert argv[-1] == "--json-progress"
 
 
 def _run(tmp_path, mode: str, cancel=None, progress=None):
     stop = tmp_path / "exp" / "STOP"
     progress, lines = [] if progress is None else progress, []
-    result = run_torchrun([sys.executable, "-c", CHILD, str(stop), mode], stop_file=stop,
-                          progress=lambda f, m: progress.append((f, m)), log=lines.append, cancel=cancel)
+    result = run_torchrun(
+        [sys.executable, "-c", CHILD, str(stop), mode],
+        stop_file=stop,
+        progress=lambda f, m: progress.append((f, m)),
+        log=lines.append,
+        cancel=cancel,
+    )
     return result, progress, lines, stop
 
 

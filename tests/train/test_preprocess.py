@@ -169,8 +169,10 @@ def test_silent_file_gives_no_pieces_and_is_reported(tmp_path):
     lines = []
     report = preprocess_dataset(tmp_path / "data", tmp_path / "exp", SR, workers=1, log=lines.append)
     assert pieces(tmp_path / "exp") == [] and report.pieces == 0 and report.sources_ok == 2
-    assert report.dropped == [("hum.wav", "silent file: nothing above -42 dB"),
-                              ("silence.wav", "silent file: nothing above -42 dB")]  # fmt: skip
+    assert report.dropped == [
+        ("hum.wav", "silent file: nothing above -42 dB"),
+        ("silence.wav", "silent file: nothing above -42 dB"),
+    ]
     assert any("silence.wav" in line and "no pieces" in line for line in lines)
 
 
@@ -274,8 +276,9 @@ def test_cancel_stops_between_files(tmp_path):
     for name in "abcd":
         write(data / f"{name}.wav", tone(1.5))
     done = []
-    report = preprocess_dataset(data, tmp_path / "exp", SR, workers=1,
-                                progress=lambda f, m: done.append(m), cancel=lambda: len(done) >= 2)  # fmt: skip
+    report = preprocess_dataset(
+        data, tmp_path / "exp", SR, workers=1, progress=lambda f, m: done.append(m), cancel=lambda: len(done) >= 2
+    )
     assert report.cancelled and report.sources_ok == 2 and pieces(tmp_path / "exp") == ["0_0.wav", "1_0.wav"]
     assert "Cancelled" in report.text()
     assert "cancelled: 2 of 4 file(s) not processed" in (tmp_path / "exp" / "preprocess.log").read_text("utf-8")

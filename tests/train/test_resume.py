@@ -31,9 +31,28 @@ def _records(exp: Path, kind: str) -> list[dict]:
 
 
 def _fit_command(exp: Path, epochs: int, weights: Path) -> list[str]:
-    return [sys.executable, "-m", "train.fit_main", "--exp-dir", str(exp), "--epochs", str(epochs), "--save-every",
-            "1", "--num-workers", "0", "--device", "cpu", "--threads", "1", "--weights-dir", str(weights),
-            "--disc-divisors", str(TINY_DISC[0]), str(TINY_DISC[1])]
+    return [
+        sys.executable,
+        "-m",
+        "train.fit_main",
+        "--exp-dir",
+        str(exp),
+        "--epochs",
+        str(epochs),
+        "--save-every",
+        "1",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--weights-dir",
+        str(weights),
+        "--disc-divisors",
+        str(TINY_DISC[0]),
+        str(TINY_DISC[1]),
+    ]
 
 
 def _start(command: list[str]) -> subprocess.Popen:
@@ -77,8 +96,12 @@ def test_stop_request_saves_the_epoch_reached(tmp_path, how):
         if how == "stop_file" and len(steps) == 3:
             (exp / "STOP").touch()
 
-    result = fit(exp, tiny_options(tmp_path, total_epochs=5), progress=progress,
-                 cancel=(lambda: len(steps) >= 3) if how == "cancel" else None)
+    result = fit(
+        exp,
+        tiny_options(tmp_path, total_epochs=5),
+        progress=progress,
+        cancel=(lambda: len(steps) >= 3) if how == "cancel" else None,
+    )
     assert result.stopped and result.epoch == 2 and result.global_step == 3  # stopped after step 1 of epoch 2
     assert result.final_model is None and not (exp / "STOP").exists()
     pair = find_latest_pair(exp)
@@ -111,8 +134,13 @@ def test_sigkill_mid_epoch_resumes_from_the_last_save(tmp_path):
     pair = find_latest_pair(exp)
     assert pair is not None and pair.epoch >= 1
     assert read_checkpoint(pair.generator).iteration == read_checkpoint(pair.discriminator).iteration == pair.epoch
-    rerun = subprocess.run(_fit_command(exp, 3, tmp_path / "weights"), cwd=REPO_ROOT, capture_output=True,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    rerun = subprocess.run(
+        _fit_command(exp, 3, tmp_path / "weights"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=120,
+    )
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert read_checkpoint(find_latest_pair(exp).generator).iteration == 3
     assert [r["epoch"] for r in _records(exp, "epoch")] == [1, 2, 3]  # each epoch trained (and logged) once
@@ -124,8 +152,9 @@ def test_sigkill_mid_epoch_resumes_from_the_last_save(tmp_path):
 def _write_pretrained(folder: Path, config, divisors=TINY_DISC) -> tuple[Path, Path]:
     torch.manual_seed(11)
     g = Synthesizer.from_config(config)
-    d = build_discriminator("v2" if config.feature_dim != 256 else "v1", channel_divisor_s=divisors[0],
-                            channel_divisor_p=divisors[1])
+    d = build_discriminator(
+        "v2" if config.feature_dim != 256 else "v1", channel_divisor_s=divisors[0], channel_divisor_p=divisors[1]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     write_checkpoint(TrainCheckpoint(g.state_dict()), folder / "f0G32k.pth")
     write_checkpoint(TrainCheckpoint(d.state_dict()), folder / "f0D32k.pth")
@@ -179,8 +208,10 @@ def test_new_experiment_continues_from_another_ones_checkpoints(tmp_path):
     old = make_experiment(tmp_path, "old", seconds=(0.9, 1.0), mute=False)
     fit(old, tiny_options(tmp_path, total_epochs=1, save_latest_only=True))
     new = make_experiment(tmp_path, "new", seconds=(0.9, 1.0, 1.1, 1.2), mute=False, seed=3)
-    result = fit(new, tiny_options(tmp_path, total_epochs=1, pretrained_g=old / "G_2333333.pth",
-                                   pretrained_d=old / "D_2333333.pth"))
+    result = fit(
+        new,
+        tiny_options(tmp_path, total_epochs=1, pretrained_g=old / "G_2333333.pth", pretrained_d=old / "D_2333333.pth"),
+    )
     assert result.start_epoch == 1 and read_checkpoint(result.checkpoints[0].generator).iteration == 1
     before = read_checkpoint(old / "G_2333333.pth").model["flow.flows.0.pre.weight"]
     after = read_checkpoint(result.checkpoints[0].generator).model["flow.flows.0.pre.weight"]
@@ -188,8 +219,10 @@ def test_new_experiment_continues_from_another_ones_checkpoints(tmp_path):
 
 
 def _fake_checkpoint(path: Path, epoch: int, model: dict | None = None) -> None:
-    torch.save({"model": model or {"enc_p.x": torch.zeros(1)}, "iteration": epoch, "optimizer": None,
-                "learning_rate": 1e-4}, path)
+    torch.save(
+        {"model": model or {"enc_p.x": torch.zeros(1)}, "iteration": epoch, "optimizer": None, "learning_rate": 1e-4},
+        path,
+    )
 
 
 def test_latest_pair_is_chosen_by_stored_epoch(tmp_path):

@@ -58,8 +58,16 @@ def test_same_settings_link_everything_and_training_continues_from_the_old_check
     # FAQ Q15: the suggested fit command trains the new experiment from the old one's G/D
     request = _parse(shlex.split(fit_command))
     hubert = save_tiny_hubert(tmp_path / "hubert16.pt", embed_dim=16)  # 16-d v2 features, like TINY_MODEL
-    request = dataclasses.replace(request, epochs=1, device="cpu", num_workers=0, threads=1, hubert=hubert,
-                                  weights_dir=tmp_path / "weights", disc_divisors=TINY_DISC)
+    request = dataclasses.replace(
+        request,
+        epochs=1,
+        device="cpu",
+        num_workers=0,
+        threads=1,
+        hubert=hubert,
+        weights_dir=tmp_path / "weights",
+        disc_divisors=TINY_DISC,
+    )
     result = run_fit(request)
     assert result.pretrained == outcome.continue_from and result.result["epoch"] == 1
     assert f"loaded pretrained {outcome.continue_from[0]}" in new.train_log.read_text(encoding="utf-8")
@@ -68,8 +76,14 @@ def test_same_settings_link_everything_and_training_continues_from_the_old_check
 
 def test_another_version_takes_pieces_and_pitch_but_not_features(tmp_path):
     source_experiment(tmp_path)
-    request = ReuseRequest(source="old", name="v1", version="v1", logs_dir=tmp_path / "logs", copy=True,
-                           config_overrides={"model": dict(TINY_MODEL, feature_dim=16), "train": {"batch_size": 2}})
+    request = ReuseRequest(
+        source="old",
+        name="v1",
+        version="v1",
+        logs_dir=tmp_path / "logs",
+        copy=True,
+        config_overrides={"model": dict(TINY_MODEL, feature_dim=16), "train": {"batch_size": 2}},
+    )
     outcome = run_reuse(request)
     new = ExperimentPaths(tmp_path / "logs" / "v1")
     assert sorted(outcome.files) == ["0_gt_wavs", "1_16k_wavs", "2a_f0", "2b-f0nsf"] and outcome.linked == 0

@@ -8,8 +8,9 @@ import pytest
 from train.slicer import Slicer, frame_rms
 
 
-def spec_slice_ranges(audio, sr, threshold_db=-42.0, min_length_ms=1500, min_interval_ms=400, hop_ms=15,
-                      max_kept_ms=500, fixed_guard=True):  # fmt: skip
+def spec_slice_ranges(
+    audio, sr, threshold_db=-42.0, min_length_ms=1500, min_interval_ms=400, hop_ms=15, max_kept_ms=500, fixed_guard=True
+):
     """Spec §2 step 4, written out frame by frame; returns the chunks' sample ranges.
 
     ``fixed_guard=False`` reproduces RVC's guard (samples compared with frames).
@@ -81,8 +82,11 @@ def layout(sr, parts, seed=0):
 
 
 def assert_same_as_spec(audio, sr, **params):
-    slicer = Slicer(sr, **{k: v for k, v in params.items() if k != "max_kept_ms"},
-                    **({"max_silence_kept_ms": params["max_kept_ms"]} if "max_kept_ms" in params else {}))  # fmt: skip
+    slicer = Slicer(
+        sr,
+        **{k: v for k, v in params.items() if k != "max_kept_ms"},
+        **({"max_silence_kept_ms": params["max_kept_ms"]} if "max_kept_ms" in params else {}),
+    )
     expected = spec_slice_ranges(audio, sr, **params)
     assert slicer.ranges(audio) == expected
     chunks = slicer.slice(audio)
@@ -114,9 +118,22 @@ def test_frame_rms_is_librosa_style():
 def test_every_branch_matches_spec(sr):
     # 1.0 s leading silence, then gaps of 0.3 s (under min_interval: kept), 0.5 s (<= max kept),
     # 0.8 s (between max kept and twice it), 1.5 s (longer), and 2 s of trailing silence.
-    audio = layout(sr, [("quiet", 1.0), ("tone", 1.7), ("quiet", 0.3), ("tone", 1.0), ("quiet", 0.5),
-                        ("tone", 1.8), ("quiet", 0.8), ("tone", 1.6), ("quiet", 1.5), ("tone", 2.0),
-                        ("quiet", 2.0)])  # fmt: skip
+    audio = layout(
+        sr,
+        [
+            ("quiet", 1.0),
+            ("tone", 1.7),
+            ("quiet", 0.3),
+            ("tone", 1.0),
+            ("quiet", 0.5),
+            ("tone", 1.8),
+            ("quiet", 0.8),
+            ("tone", 1.6),
+            ("quiet", 1.5),
+            ("tone", 2.0),
+            ("quiet", 2.0),
+        ],
+    )
     ranges = assert_same_as_spec(audio, sr)
     slicer = Slicer(sr)
     rms = frame_rms(audio, slicer.window, slicer.hop)

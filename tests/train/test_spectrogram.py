@@ -69,9 +69,15 @@ def test_mel_uses_fmax_and_caches_per_dtype(wave):
     spec = Spectrogram(32000, 1024, 320, 1024, 80, fmin=0.0, fmax=8000.0)
     linear = spec.linear(torch.from_numpy(wave))
     bank = mel_filterbank(32000, 1024, 80, 0.0, 8000.0)
-    torch.testing.assert_close(spec.mel_from_linear(linear), torch.log(torch.clamp(torch.from_numpy(bank) @ linear, 1e-5)))
+    torch.testing.assert_close(
+        spec.mel_from_linear(linear), torch.log(torch.clamp(torch.from_numpy(bank) @ linear, 1e-5))
+    )
     spec.mel_from_linear(linear.double())
-    assert {key[:2] for key in spec._cache} == {("window", torch.float32), ("mel", torch.float32), ("mel", torch.float64)}
+    assert {key[:2] for key in spec._cache} == {
+        ("window", torch.float32),
+        ("mel", torch.float32),
+        ("mel", torch.float64),
+    }
 
 
 def test_rejects_bad_shapes():

@@ -46,8 +46,15 @@ def _setup(tmp_path, use_f0: bool):
     net_d = build_discriminator(config.version, channel_divisor_s=TINY_DISC[0], channel_divisor_p=TINY_DISC[1])
     optim_g, optim_d = make_optimizer(net_g, config.train), make_optimizer(net_d, config.train)
     precision = Precision("cpu")
-    state = TrainState(net_g, net_d, optim_g, optim_d, make_scheduler(optim_g, 0.999875, 1),
-                       make_scheduler(optim_d, 0.999875, 1), precision.make_scaler())
+    state = TrainState(
+        net_g,
+        net_d,
+        optim_g,
+        optim_d,
+        make_scheduler(optim_g, 0.999875, 1),
+        make_scheduler(optim_d, 0.999875, 1),
+        precision.make_scaler(),
+    )
     settings = StepSettings(dataset.spectrogram, config.model.segment_size, 45.0, 1.0, precision, use_f0)
     return state, settings, batch
 
@@ -59,8 +66,19 @@ def test_one_step_changes_weights_with_finite_losses(tmp_path, use_f0):
     before_d = {k: v.clone() for k, v in state.net_d.state_dict().items()}
     losses, gen = train_step(state, settings, batch)
     assert state.global_step == 1
-    for name in ("loss/d/total", "loss/g/total", "loss/g/gen", "loss/g/fm", "loss/g/mel", "loss/g/kl",
-                 "grad_norm_d", "grad_norm_g", "loss/d_r/0", "loss/d_g/8", "loss/g/8"):
+    for name in (
+        "loss/d/total",
+        "loss/g/total",
+        "loss/g/gen",
+        "loss/g/fm",
+        "loss/g/mel",
+        "loss/g/kl",
+        "grad_norm_d",
+        "grad_norm_g",
+        "loss/d_r/0",
+        "loss/d_g/8",
+        "loss/g/8",
+    ):
         assert name in losses and math.isfinite(losses[name].item()), name
     assert not any(t.requires_grad for t in losses.values())
     total = losses["loss/g/gen"] + losses["loss/g/fm"] + losses["loss/g/mel"] + losses["loss/g/kl"]
@@ -93,8 +111,11 @@ def test_real_mel_matches_the_spectrogram_slice(tmp_path):
     gen = generator_forward(state, settings, batch)
     full = settings.spectrogram.mel_from_linear(batch.spec)
     # the same slice of the whole-item mel must appear somewhere in row 0 (start is random)
-    starts = [s for s in range(batch.spec_lengths[0] - settings.segment_frames + 1)
-              if torch.allclose(full[0, :, s : s + settings.segment_frames], gen.real_mel[0])]
+    starts = [
+        s
+        for s in range(batch.spec_lengths[0] - settings.segment_frames + 1)
+        if torch.allclose(full[0, :, s : s + settings.segment_frames], gen.real_mel[0])
+    ]
     assert len(starts) >= 1
     wave_slice = batch.wave[0, :, starts[0] * 320 : (starts[0] + settings.segment_frames) * 320]
     torch.testing.assert_close(gen.real_wave[0], wave_slice)

@@ -50,9 +50,14 @@ from webui.context import UIContext
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SERVER_START_TIMEOUT = 180.0
 
 
@@ -131,13 +136,18 @@ class WebServer:
 
 
 @pytest.fixture(scope="module")
-def start_server(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., WebServer]]:  # noqa: F811
+def start_server(
+    installation: Installation,  # noqa: F811  (the fixture imported above)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., WebServer]]:
     """Factory: ``start_server(*flags, env=None, installation=None, ready=True) -> WebServer``."""
     servers: list[WebServer] = []
     logs = tmp_path_factory.mktemp("webui-logs")
     default_installation = installation
 
-    def start(*flags: str, env: dict[str, str] | None = None, installation: Installation | None = None, ready: bool = True) -> WebServer:
+    def start(
+        *flags: str, env: dict[str, str] | None = None, installation: Installation | None = None, ready: bool = True
+    ) -> WebServer:
         setup = installation or default_installation
         full_env = setup.env()
         full_env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", NO_PROXY="127.0.0.1,localhost")
@@ -147,8 +157,12 @@ def start_server(installation: Installation, tmp_path_factory: pytest.TempPathFa
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "infer-web.py", "--noautoopen", "--port", str(port), *flags],
-                cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=REPO_ROOT,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         server = WebServer(process, port, log_path, tuple(flags))
         servers.append(server)
         if ready:
@@ -208,8 +222,13 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=tmp_path / "weights",
-                             logs_dir=tmp_path / "logs", device="cpu")
+    return Settings.from_env(
+        root=tmp_path,
+        assets_dir=tmp_path / "assets",
+        weights_dir=tmp_path / "weights",
+        logs_dir=tmp_path / "logs",
+        device="cpu",
+    )
 
 
 @pytest.fixture

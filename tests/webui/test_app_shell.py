@@ -124,7 +124,9 @@ def test_download_button_fetches_missing_files_with_progress(tmp_path: Path, mon
     try:
         reports: list[tuple[float, str]] = []
         fetched = assets_tab.download_missing(
-            settings, f"http://127.0.0.1:{server.server_port}/", lambda f, asset, done, total: reports.append((f, asset.key))
+            settings,
+            f"http://127.0.0.1:{server.server_port}/",
+            lambda f, asset, done, total: reports.append((f, asset.key)),
         )
         assert [a.key for a in fetched] == ["test/a.bin", "test/b.bin"]
         assert assets_tab.missing_files(settings) == []
@@ -173,11 +175,13 @@ def test_the_banner_button_downloads_hides_the_banner_and_reports_progress(
 def test_failed_installation_checks_are_logged_at_start(tmp_path, caplog) -> None:
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
-    broken = Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=blocker / "weights",
-                               logs_dir=tmp_path / "logs")
+    broken = Settings.from_env(
+        root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=blocker / "weights", logs_dir=tmp_path / "logs"
+    )
     with caplog.at_level(logging.WARNING):
         assert launch.report_installation_problems(broken, logging.getLogger("test")) == 1
     assert "weights folder" in caplog.text and str(blocker) in caplog.text
-    healthy = Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=tmp_path / "weights",
-                                logs_dir=tmp_path / "logs")
+    healthy = Settings.from_env(
+        root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=tmp_path / "weights", logs_dir=tmp_path / "logs"
+    )
     assert launch.report_installation_problems(healthy, logging.getLogger("test")) == 0  # missing assets: banner only

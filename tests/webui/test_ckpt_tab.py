@@ -116,8 +116,16 @@ def test_extract_refuses_a_voice_or_a_missing_file(ctx, settings, voices):
 KEY_LITERAL = re.compile(r"""["']((?:train|ckpt|export)\.[a-z0-9_]+)["']""")
 
 
-@pytest.mark.parametrize("source", ["webui/tabs/train.py", "webui/tabs/ckpt.py", "webui/tabs/export.py",
-                                    "webui/train_handlers.py", "webui/ckpt_actions.py"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "webui/tabs/train.py",
+        "webui/tabs/ckpt.py",
+        "webui/tabs/export.py",
+        "webui/train_handlers.py",
+        "webui/ckpt_actions.py",
+    ],
+)
 def test_every_text_key_in_the_tabs_exists(source):
     from i18n import load_catalog
 

@@ -41,19 +41,28 @@ def test_merge_show_info_and_bundle(start_server, installation, new_page, artifa
     page.locator("#ckpt-merge").click()
     merged = installation.weights_dir / "alidora.pth"
     expect(page.locator("#ckpt-merge-out textarea")).to_have_value(
-        re.compile(rf"^Saved {re.escape(str(merged))}: 40k v2, with pitch guidance, \d+ speaker\(s\)\. "
-                   "Info: half and half$"), timeout=60_000)
+        re.compile(
+            rf"^Saved {re.escape(str(merged))}: 40k v2, with pitch guidance, \d+ speaker\(s\)\. "
+            "Info: half and half$"
+        ),
+        timeout=60_000,
+    )
     assert read_small_model(merged).info == "half and half"
 
     page.locator("#ckpt-merge").click()  # the same again: refused, the file is kept
-    expect(page.locator(".toast-body").filter(has_text="alidora.pth' already exists").filter(has_text="Replace an existing file").first).to_be_visible(timeout=30_000)
+    expect(
+        page.locator(".toast-body")
+        .filter(has_text="alidora.pth' already exists")
+        .filter(has_text="Replace an existing file")
+        .first
+    ).to_be_visible(timeout=30_000)
 
     page.locator("#ckpt-refresh").click()
     choose(page, "ckpt-info-voice", "alidora.pth")
     page.locator("#ckpt-show").click()
     expect(page.locator("#ckpt-info-out textarea")).to_have_value(
-        re.compile(r"File: alidora\.pth \(voice\)\nInfo: half and half\nSample rate: 40k"),
-        timeout=60_000)
+        re.compile(r"File: alidora\.pth \(voice\)\nInfo: half and half\nSample rate: 40k"), timeout=60_000
+    )
     page.screenshot(path=str(artifacts_dir / "ckpt-tab-merge.png"), full_page=True)
 
     page.get_by_role("tab", name="Export").click()
@@ -62,7 +71,8 @@ def test_merge_show_info_and_bundle(start_server, installation, new_page, artifa
     page.locator("#export-bundle").click()
     bundle = installation.weights_dir / "alice.zip"
     expect(page.locator("#export-bundle-out textarea")).to_have_value(
-        re.compile(rf"^Saved {re.escape(str(bundle))} \(.*alice\.index"), timeout=60_000)
+        re.compile(rf"^Saved {re.escape(str(bundle))} \(.*alice\.index"), timeout=60_000
+    )
     with zipfile.ZipFile(bundle) as zf:
         assert sorted(zf.namelist()) == ["alice/alice.index", "alice/alice.pth", "alice/voice.json"]
     expect(page.locator("#export-bundle-file a").first).to_be_visible()

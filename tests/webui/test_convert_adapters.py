@@ -31,17 +31,27 @@ from webui.errors import shown_as_gr_error
 from webui.voices import list_index_choices, list_voices, paired_index, summarize_voice, voice_file
 
 UI_DEFAULTS = dict(
-    speaker_id=0, key=0, auto_key=False, f0_method="rmvpe", index_rate=0.75, filter_radius=3, resample_sr=0,
-    rms_mix_rate=0.25, protect=0.33,
-)  # fmt: skip
+    speaker_id=0,
+    key=0,
+    auto_key=False,
+    f0_method="rmvpe",
+    index_rate=0.75,
+    filter_radius=3,
+    resample_sr=0,
+    rms_mix_rate=0.25,
+    protect=0.33,
+)
 
 
 @pytest.fixture(scope="module")
 def settings(installation: Installation) -> Settings:
     return Settings.from_env(
-        assets_dir=installation.assets_dir, weights_dir=installation.weights_dir, logs_dir=installation.logs_dir,
-        device="cpu", root=installation.root,
-    )  # fmt: skip
+        assets_dir=installation.assets_dir,
+        weights_dir=installation.weights_dir,
+        logs_dir=installation.logs_dir,
+        device="cpu",
+        root=installation.root,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +109,9 @@ def test_source_and_index_choice(tmp_path: Path, installation: Installation) -> 
         chosen_index(str(tmp_path / "gone.index"), 0.5)
 
 
-def test_single_conversion_matches_the_library(settings, cache, installation: Installation, speech: Path, tmp_path: Path) -> None:
+def test_single_conversion_matches_the_library(
+    settings, cache, installation: Installation, speech: Path, tmp_path: Path
+) -> None:
     params = make_params(**UI_DEFAULTS, seed=123)
     request = SingleRequest(installation.voices["alice"], speech, installation.indexes["alice"], params)
     outcome = run_single(request, cache, settings, OutputFolder(tmp_path / "served"))
@@ -124,7 +136,9 @@ def test_output_folder_prunes_old_files(tmp_path: Path) -> None:
     assert not old.exists() and recent.exists()
 
 
-def test_batch_converts_audio_and_skips_the_rest(settings, cache, installation: Installation, speech: Path, tmp_path: Path) -> None:
+def test_batch_converts_audio_and_skips_the_rest(
+    settings, cache, installation: Installation, speech: Path, tmp_path: Path
+) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "one.wav").write_bytes(speech.read_bytes())
@@ -138,9 +152,14 @@ def test_batch_converts_audio_and_skips_the_rest(settings, cache, installation: 
 
     seen = []
     request = BatchRequest(
-        installation.voices["bob"], batch_inputs(str(inputs), None), tmp_path / "out", "flac", False, None,
+        installation.voices["bob"],
+        batch_inputs(str(inputs), None),
+        tmp_path / "out",
+        "flac",
+        False,
+        None,
         make_params(**UI_DEFAULTS, f0_curve=str(tmp_path / "ignored.csv")),
-    )  # fmt: skip
+    )
     items = run_batch(request, cache, settings, on_item=seen.append)
     assert [(i.input.name, i.status) for i in items] == [("one.wav", "converted"), ("readme.txt", "skipped")]
     assert seen == items and (tmp_path / "out" / "one.flac").is_file()  # the curve of one file is not applied to all

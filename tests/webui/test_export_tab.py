@@ -43,9 +43,14 @@ def test_onnx_export_writes_a_model_that_onnxruntime_runs(ctx, settings, alice):
     session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
     frames = 20
     channels = {i.name: i.shape for i in session.get_inputs()}["rnd"][1]
-    feeds = {"phone": np.zeros((1, frames, TINY_DIM), np.float32), "phone_lengths": np.array([frames], np.int64),
-             "pitch": np.full((1, frames), 60, np.int64), "pitchf": np.full((1, frames), 220.0, np.float32),
-             "ds": np.array([0], np.int64), "rnd": np.zeros((1, channels, frames), np.float32)}
+    feeds = {
+        "phone": np.zeros((1, frames, TINY_DIM), np.float32),
+        "phone_lengths": np.array([frames], np.int64),
+        "pitch": np.full((1, frames), 60, np.int64),
+        "pitchf": np.full((1, frames), 220.0, np.float32),
+        "ds": np.array([0], np.int64),
+        "rnd": np.zeros((1, channels, frames), np.float32),
+    }
     audio = session.run(None, feeds)[0]
     assert audio.size == frames * 400 and np.isfinite(audio).all()
     with pytest.raises(gr.Error, match=r"alice\.onnx' already exists"):

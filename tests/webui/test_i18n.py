@@ -24,7 +24,13 @@ AREA_FILES = sorted(p.name for p in (LOCALES_DIR / "en_US").iterdir())
 HTML_TAG = re.compile(r"<[A-Za-z/]")  # Markdown drops these as HTML tags
 SHELL_AREAS = ("common.json", "convert.json", "faq.md")
 # The texts of the app shell, Convert and FAQ code: every t("...") / text("...") literal must exist.
-SHELL_SOURCES = ["webui/app.py", "webui/tabs/convert.py", "webui/tabs/batch.py", "webui/tabs/assets.py", "webui/tabs/faq.py"]
+SHELL_SOURCES = [
+    "webui/app.py",
+    "webui/tabs/convert.py",
+    "webui/tabs/batch.py",
+    "webui/tabs/assets.py",
+    "webui/tabs/faq.py",
+]
 KEY_CALL = re.compile(r"""\b(?:t|text)\(\s*f?["']([a-z0-9_.{}]+)["']""")
 
 
@@ -54,7 +60,9 @@ def test_catalogs_load_and_shell_texts_survive_markdown(lang: str) -> None:
     assert "faq.md" in catalog and "tab.convert" in catalog
     for area in SHELL_AREAS:
         path = LOCALES_DIR / lang / area
-        texts = {area: path.read_text(encoding="utf-8")} if area.endswith(".md") else json.loads(path.read_text("utf-8"))
+        texts = (
+            {area: path.read_text(encoding="utf-8")} if area.endswith(".md") else json.loads(path.read_text("utf-8"))
+        )
         for key, text in texts.items():
             placeholders(text)  # a valid format string (templates are filled with str.format)
             assert not HTML_TAG.search(text), f"{path} '{key}': '<' + letter is dropped by Markdown as an HTML tag"
@@ -104,9 +112,19 @@ def test_translator_falls_back_to_english_then_to_the_key() -> None:
 
 @pytest.mark.parametrize(
     ("tag", "expected"),
-    [("ja", "ja_JP"), ("ja-JP", "ja_JP"), ("ja_JP.UTF-8", "ja_JP"), ("zh-Hans-CN", "zh_CN"), ("zh-TW", "zh_CN"),
-     ("ko-KR", "ko_KR"), ("EN-gb", "en_US"), ("fr-FR", None), ("", None), ("C", None)],
-)  # fmt: skip
+    [
+        ("ja", "ja_JP"),
+        ("ja-JP", "ja_JP"),
+        ("ja_JP.UTF-8", "ja_JP"),
+        ("zh-Hans-CN", "zh_CN"),
+        ("zh-TW", "zh_CN"),
+        ("ko-KR", "ko_KR"),
+        ("EN-gb", "en_US"),
+        ("fr-FR", None),
+        ("", None),
+        ("C", None),
+    ],
+)
 def test_normalize_language(tag: str, expected: str | None) -> None:
     assert normalize_language(tag) == expected
 

@@ -32,14 +32,21 @@ def runner():
 
 
 def test_output_and_json_progress(runner):
-    job = runner.start([py("talk", """
+    job = runner.start(
+        [
+            py(
+                "talk",
+                """
         import json, sys
         print("hello from stdout")
         print("warning on stderr", file=sys.stderr)
         print(json.dumps({"progress": 0.5, "message": "half way"}))
         print(json.dumps({"kind": "other"}))
         print("caf\\u00e9 \\u65e5\\u672c")
-    """)])
+    """,
+            )
+        ]
+    )
     assert job.wait(20)
     snap = job.snapshot()
     assert snap.state is JobState.FINISHED and snap.returncode == 0
@@ -52,11 +59,13 @@ def test_output_and_json_progress(runner):
 
 
 def test_steps_run_in_order_and_stop_at_the_first_failure(runner):
-    job = runner.start([
-        py("one", "print('step one')"),
-        py("two", "import sys; print('step two'); sys.exit(3)"),
-        py("three", "print('step three')"),
-    ])
+    job = runner.start(
+        [
+            py("one", "print('step one')"),
+            py("two", "import sys; print('step two'); sys.exit(3)"),
+            py("three", "print('step three')"),
+        ]
+    )
     assert job.wait(20)
     snap = job.snapshot()
     assert snap.state is JobState.FAILED and snap.returncode == 3
@@ -83,14 +92,25 @@ def test_a_missing_program_fails_with_a_message(runner, tmp_path):
 
 def test_stop_file_makes_the_child_finish_cleanly(runner, tmp_path):
     stop_file = tmp_path / "exp" / "STOP"
-    job = runner.start([py("train", """
+    job = runner.start(
+        [
+            py(
+                "train",
+                """
         import os, signal, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the stop file may end this one
         print("training", flush=True)
         while not os.path.exists(sys.argv[1]):
             time.sleep(0.05)
         print("saved checkpoint", flush=True)
-    """, str(stop_file)), py("index", "print('index built')")], key="exp", stop_file=stop_file)
+    """,
+                str(stop_file),
+            ),
+            py("index", "print('index built')"),
+        ],
+        key="exp",
+        stop_file=stop_file,
+    )
     wait_for(lambda: "training" in job.log_tail())
     assert job.stop() is True
     assert job.wait(20)
@@ -102,17 +122,29 @@ def test_stop_file_makes_the_child_finish_cleanly(runner, tmp_path):
 
 def test_a_step_that_reports_a_stop_ends_the_job(runner):
     # a stop file written from elsewhere (the CLI, another server) ends the step cleanly with "stopped": true
-    job = runner.start([py("fit", """
+    job = runner.start(
+        [
+            py(
+                "fit",
+                """
         import json
         print(json.dumps({"progress": 1.0, "message": "Training stopped", "step": "fit", "stopped": True}))
-    """), py("index", "print('index built')")])
+    """,
+            ),
+            py("index", "print('index built')"),
+        ]
+    )
     assert job.wait(20)
     assert job.snapshot().state is JobState.STOPPED and "index built" not in job.log_tail()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_stop_sends_sigterm(runner):
-    job = runner.start([py("loop", """
+    job = runner.start(
+        [
+            py(
+                "loop",
+                """
         import signal, sys, time
         def on_term(*_):
             print("got SIGTERM", flush=True)
@@ -121,7 +153,10 @@ def test_stop_sends_sigterm(runner):
         print("ready", flush=True)
         while True:
             time.sleep(0.05)
-    """)])
+    """,
+            )
+        ]
+    )
     wait_for(lambda: "ready" in job.log_tail())
     job.stop()
     assert job.wait(10)
@@ -131,7 +166,11 @@ def test_stop_sends_sigterm(runner):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 def test_stubborn_process_group_is_killed_after_the_timeout(runner, tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    job = runner.start([py("stubborn", """
+    job = runner.start(
+        [
+            py(
+                "stubborn",
+                """
         import signal, subprocess, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         child = subprocess.Popen([sys.executable, "-c",
@@ -139,7 +178,11 @@ def test_stubborn_process_group_is_killed_after_the_timeout(runner, tmp_path):
         open(sys.argv[1], "w").write(str(child.pid))
         print("ready", flush=True)
         time.sleep(600)
-    """, str(pid_file))])
+    """,
+                str(pid_file),
+            )
+        ]
+    )
     wait_for(lambda: "ready" in job.log_tail())
     grandchild = int(pid_file.read_text())
     started = time.monotonic()
@@ -193,13 +236,22 @@ def test_shutdown_stops_everything():
 
 def test_job_metrics_follow_the_file(runner, tmp_path):
     metrics = tmp_path / "metrics.jsonl"
-    job = runner.start([py("m", """
+    job = runner.start(
+        [
+            py(
+                "m",
+                """
         import json, sys, time
         with open(sys.argv[1], "a") as out:
             for step in range(3):
                 out.write(json.dumps({"kind": "step", "step": step, "loss/g/total": 10.0 - step}) + "\\n")
                 out.flush()
-    """, str(metrics))], metrics_file=metrics)
+    """,
+                str(metrics),
+            )
+        ],
+        metrics_file=metrics,
+    )
     assert job.wait(20)
     assert [r["step"] for r in job.metrics()] == [0, 1, 2]
 
@@ -221,18 +273,21 @@ def test_metrics_reader_is_incremental_and_survives_rewrites(tmp_path):
     assert reader.read() == []
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ('{"progress": 0.25, "message": "epoch 5/20"}', (0.25, "epoch 5/20")),
-    ('{"progress": 2}', (1.0, None)),
-    ('{"progress": 1.0, "message": "done", "stopped": true}', (1.0, "done")),
-    ('  {"message": "extracting"}  ', (None, "extracting")),
-    ('{"progress": true}', None),
-    ('{"progress": "half"}', None),
-    ('{"loss": 1}', None),
-    ("[0.5]", None),
-    ("{not json}", None),
-    ("plain text", None),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"progress": 0.25, "message": "epoch 5/20"}', (0.25, "epoch 5/20")),
+        ('{"progress": 2}', (1.0, None)),
+        ('{"progress": 1.0, "message": "done", "stopped": true}', (1.0, "done")),
+        ('  {"message": "extracting"}  ', (None, "extracting")),
+        ('{"progress": true}', None),
+        ('{"progress": "half"}', None),
+        ('{"loss": 1}', None),
+        ("[0.5]", None),
+        ("{not json}", None),
+        ("plain text", None),
+    ],
+)
 def test_parse_progress_line(line, expected):
     update = parse_progress_line(line)
     assert (None if update is None else (update.progress, update.message)) == expected

@@ -44,7 +44,9 @@ def library_outputs(installation: Installation, speech: Path, tmp_path_factory) 
     cache, folder, outputs = installation.cache(), tmp_path_factory.mktemp("library"), {}
     for name in VOICE_RATES:
         index = installation.indexes.get(name)
-        job = prepare(installation.voices[name], cache, ConvertParams(seed=SEED), index=index, logs_dir=installation.logs_dir)
+        job = prepare(
+            installation.voices[name], cache, ConvertParams(seed=SEED), index=index, logs_dir=installation.logs_dir
+        )
         convert_file(job, speech, folder / f"{name}.wav")
         audio, rate = soundfile.read(folder / f"{name}.wav", dtype="float32")
         outputs[name] = (audio, rate)
@@ -72,24 +74,52 @@ def test_binds_loopback_only_by_default(webui_server) -> None:
         assert response.status == 200
 
 
-def test_gradio_client_converts_through_the_api(webui_server, installation: Installation, speech: Path, library_outputs) -> None:
+def test_gradio_client_converts_through_the_api(
+    webui_server, installation: Installation, speech: Path, library_outputs
+) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(webui_server.url, verbose=False)
     info, audio_path, timing = client.predict(
-        voice="alice.pth", input_audio=handle_file(str(speech)), input_path="", speaker_id=0, key=0, auto_key=False,
-        f0_method="rmvpe", index=str(installation.indexes["alice"]), index_rate=0.75, filter_radius=3, resample_sr=0,
-        rms_mix_rate=0.25, protect=0.33, f0_curve=None, seed=SEED, api_name="/convert",
-    )  # fmt: skip
+        voice="alice.pth",
+        input_audio=handle_file(str(speech)),
+        input_path="",
+        speaker_id=0,
+        key=0,
+        auto_key=False,
+        f0_method="rmvpe",
+        index=str(installation.indexes["alice"]),
+        index_rate=0.75,
+        filter_radius=3,
+        resample_sr=0,
+        rms_mix_rate=0.25,
+        protect=0.33,
+        f0_curve=None,
+        seed=SEED,
+        api_name="/convert",
+    )
     assert info.startswith("Success.\nIndex:\n") and "real time" in timing
     assert_same_audio(decode_wav(Path(audio_path).read_bytes()), library_outputs["alice"], "API output")
 
     with pytest.raises(Exception, match="Speaker id 9 does not exist"):  # a library error, shown as gr.Error
         client.predict(
-            voice="alice.pth", input_audio=handle_file(str(speech)), input_path="", speaker_id=9, key=0,
-            auto_key=False, f0_method="rmvpe", index="", index_rate=0.75, filter_radius=3, resample_sr=0,
-            rms_mix_rate=0.25, protect=0.33, f0_curve=None, seed=SEED, api_name="/convert",
-        )  # fmt: skip
+            voice="alice.pth",
+            input_audio=handle_file(str(speech)),
+            input_path="",
+            speaker_id=9,
+            key=0,
+            auto_key=False,
+            f0_method="rmvpe",
+            index="",
+            index_rate=0.75,
+            filter_radius=3,
+            resample_sr=0,
+            rms_mix_rate=0.25,
+            protect=0.33,
+            f0_curve=None,
+            seed=SEED,
+            api_name="/convert",
+        )
 
 
 # ---- browser -----------------------------------------------------------------------------------
@@ -140,7 +170,9 @@ def test_each_tab_opens_and_is_captured(webui_server, new_page, artifacts_dir: P
 
 
 @pytest.mark.browser
-def test_upload_convert_and_play(webui_server, new_page, speech: Path, installation: Installation, library_outputs, artifacts_dir: Path) -> None:
+def test_upload_convert_and_play(
+    webui_server, new_page, speech: Path, installation: Installation, library_outputs, artifacts_dir: Path
+) -> None:
     page = new_page(webui_server)
     prepare_conversion(page, "alice.pth", speech)
     assert page.locator("#convert-index input").input_value().endswith("added_IVF4_Flat_nprobe_1_alice_v2.index")
@@ -152,7 +184,9 @@ def test_upload_convert_and_play(webui_server, new_page, speech: Path, installat
 
 
 @pytest.mark.browser
-def test_two_sessions_convert_with_their_own_voices_at_once(webui_server, new_page, speech: Path, library_outputs) -> None:
+def test_two_sessions_convert_with_their_own_voices_at_once(
+    webui_server, new_page, speech: Path, library_outputs
+) -> None:
     pages = {name: new_page(webui_server) for name in VOICE_RATES}
     for name, page in pages.items():
         prepare_conversion(page, f"{name}.pth", speech)
@@ -209,7 +243,9 @@ def test_batch_converts_a_folder(webui_server, new_page, speech: Path, tmp_path:
     page = new_page(webui_server)
     choose_voice(page, "bob.pth")
     page.locator("#convert-batch-tab-button").click()
-    page.locator("#batch-input-folder textarea, #batch-input-folder input").first.fill(f'"{inputs}"')  # quotes as pasted
+    page.locator("#batch-input-folder textarea, #batch-input-folder input").first.fill(
+        f'"{inputs}"'
+    )  # quotes as pasted
     page.locator("#batch-output-folder textarea, #batch-output-folder input").first.fill(str(outputs))
     page.locator("#batch-format").get_by_label("flac").check()
     page.locator("#batch-button").click()

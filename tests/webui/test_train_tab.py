@@ -36,14 +36,31 @@ from webui.train_view import loss_table, pretrained_defaults, progress_html, sta
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.from_env(root=tmp_path, assets_dir=tmp_path / "assets", weights_dir=tmp_path / "weights",
-                             logs_dir=tmp_path / "logs", device="cpu")
+    return Settings.from_env(
+        root=tmp_path,
+        assets_dir=tmp_path / "assets",
+        weights_dir=tmp_path / "weights",
+        logs_dir=tmp_path / "logs",
+        device="cpu",
+    )
 
 
 def form(**changes) -> TrainForm:
-    base = TrainForm(name="alice", sample_rate="32k", use_f0=True, version="v2", processes=2,
-                     dataset='  "/data/my voice"  ', f0_method="pm", epochs=30, save_every=3, batch_size=2,
-                     num_workers=0, disc_divisors="16 32", config_overrides='{"model": {"n_layers": 1}}')
+    base = TrainForm(
+        name="alice",
+        sample_rate="32k",
+        use_f0=True,
+        version="v2",
+        processes=2,
+        dataset='  "/data/my voice"  ',
+        f0_method="pm",
+        epochs=30,
+        save_every=3,
+        batch_size=2,
+        num_workers=0,
+        disc_divisors="16 32",
+        config_overrides='{"model": {"n_layers": 1}}',
+    )
     return replace(base, **changes)
 
 
@@ -76,12 +93,15 @@ def test_one_click_runs_every_step_with_the_same_settings(settings):
     assert {r.name for r in requests} == {"alice"} and all(r.logs_dir == settings.logs_dir for r in requests)
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"dataset": "  "}, "folder of recordings"),
-    ({"config_overrides": "{nope"}, "not valid JSON"),
-    ({"disc_divisors": "16"}, "two whole numbers"),
-    ({"name": "../escape"}, "not a folder name"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dataset": "  "}, "folder of recordings"),
+        ({"config_overrides": "{nope"}, "not valid JSON"),
+        ({"disc_divisors": "16"}, "two whole numbers"),
+        ({"name": "../escape"}, "not a folder name"),
+    ],
+)
 def test_bad_form_values_are_refused_with_a_message(settings, changes, message):
     with pytest.raises(RequestError, match=message):
         one_click_requests(form(**changes), settings)
@@ -129,7 +149,11 @@ def handlers(settings):
 def test_tick_shows_progress_log_and_losses_then_stops_the_timer(handlers, settings):
     paths = ExperimentPaths(settings.logs_dir / "alice")
     paths.root.mkdir(parents=True)
-    job = handlers.runner.start([py_step("fit", f"""
+    job = handlers.runner.start(
+        [
+            py_step(
+                "fit",
+                f"""
         import json, sys
         with open({str(paths.metrics)!r}, "a") as out:
             for step in range(4):
@@ -137,7 +161,13 @@ def test_tick_shows_progress_log_and_losses_then_stops_the_timer(handlers, setti
         print(json.dumps({{"progress": 0.5, "message": "epoch 2/4, step 8"}}))
         print("error: something went wrong", file=sys.stderr)
         sys.exit(1)
-    """)], key="alice", metrics_file=paths.metrics, stop_file=paths.stop_file)
+    """,
+            )
+        ],
+        key="alice",
+        metrics_file=paths.metrics,
+        stop_file=paths.stop_file,
+    )
     wait_until(job)
     session = {"job": job.job_id, "plot": -1, "commands": "$ python -m train fit"}
     session, message, progress, log, plot, timer = handlers.tick(session)
@@ -155,8 +185,9 @@ def test_attach_finds_the_running_job_and_the_stored_settings(handlers, settings
     paths = ExperimentPaths(settings.logs_dir / "bob")
     paths.root.mkdir(parents=True)
     tiny_config("bob", version="v1", sample_rate=48000).save(paths.config)
-    job = handlers.runner.start([py_step("fit", "import time; print('busy', flush=True); time.sleep(30)")],
-                                key="bob", stop_file=paths.stop_file)
+    job = handlers.runner.start(
+        [py_step("fit", "import time; print('busy', flush=True); time.sleep(30)")], key="bob", stop_file=paths.stop_file
+    )
     result = handlers.attach(" bob ", None)
     session, timer, stored = result[0], result[5], result[6:]
     assert session["job"] == job.job_id and timer.active is True
@@ -224,5 +255,7 @@ def test_progress_and_status_texts():
     assert 'value="0.3750"' in html and "2/4 &lt;train.step_fit&gt; — epoch 2/4 (38%)" in html
     failed = replace(snap, state=JobState.FAILED, returncode=1, log="x\nerror: no dataset\ny")
     text = status_text(failed, lambda key, **v: json.dumps([key, v], sort_keys=True))
-    assert json.loads(text) == ["train.ended_failed", {"code": 1, "error": "error: no dataset",
-                                                       "step": '["train.step_fit", {}]'}]
+    assert json.loads(text) == [
+        "train.ended_failed",
+        {"code": 1, "error": "error: no dataset", "step": '["train.step_fit", {}]'},
+    ]

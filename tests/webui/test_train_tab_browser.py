@@ -21,13 +21,23 @@ pytestmark = pytest.mark.browser
 
 EXPERIMENT = "tinyui"
 TINY_OVERRIDES = {
-    "model": {"inter_channels": 8, "hidden_channels": 8, "filter_channels": 16, "n_layers": 1,
-              "upsample_initial_channel": 32, "gin_channels": 8, "spk_embed_dim": 4, "feature_dim": HUBERT_EMBED_DIM},
+    "model": {
+        "inter_channels": 8,
+        "hidden_channels": 8,
+        "filter_channels": 16,
+        "n_layers": 1,
+        "upsample_initial_channel": 32,
+        "gin_channels": 8,
+        "spk_embed_dim": 4,
+        "feature_dim": HUBERT_EMBED_DIM,
+    },
     "train": {"segment_size": 1280, "batch_size": 2, "log_interval": 1},
 }
-SENTENCES = ("The quick brown fox jumps over the lazy dog.",
-             "She sells sea shells by the sea shore every single morning.",
-             "Peter Piper picked a peck of pickled peppers.")
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "She sells sea shells by the sea shore every single morning.",
+    "Peter Piper picked a peck of pickled peppers.",
+)
 STEP_TIMEOUT = 240_000  # ms: a step starts a Python process that imports torch, on a busy machine
 
 
@@ -118,8 +128,12 @@ def test_train_stop_resume_extract_export(start_server, installation, dataset, n
     page.locator("#train-resume").click()
     wait_for_value(page, message, f"Resuming after epoch {stopped_at}", 30)
     metrics = experiment / "metrics.jsonl"
-    wait_for(lambda: any(json.loads(line).get("epoch", 0) > stopped_at for line in metrics.read_text().splitlines()),
-             STEP_TIMEOUT / 1000, "training past the stopped epoch", page)
+    wait_for(
+        lambda: any(json.loads(line).get("epoch", 0) > stopped_at for line in metrics.read_text().splitlines()),
+        STEP_TIMEOUT / 1000,
+        "training past the stopped epoch",
+        page,
+    )
     page.locator("#train-stop").click()
     wait_for(lambda: progress_state(page) == "stopped", 90, "the resumed job to stop", page)
     latest = max(experiment.glob("G_*.pth"), key=lambda p: read_checkpoint(p).iteration)

@@ -28,7 +28,7 @@ def _json_object(text: str) -> dict:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object such as '{\"model\": {\"n_layers\": 1}}'")
+        raise argparse.ArgumentTypeError('must be a JSON object such as \'{"model": {"n_layers": 1}}\'')
     return value
 
 
@@ -71,9 +71,12 @@ def add_request_arguments(parser: argparse.ArgumentParser, cls: type[StepRequest
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """``--json-progress`` and ``--debug``, shared by every step."""
     output = parser.add_argument_group("output")
-    output.add_argument("--json-progress", action="store_true",
-                        help="print progress as JSON lines on stdout ({\"progress\": 0.5, \"message\": ...}), the "
-                             "last one with the result; other text goes to stderr")
+    output.add_argument(
+        "--json-progress",
+        action="store_true",
+        help='print progress as JSON lines on stdout ({"progress": 0.5, "message": ...}), the '
+        "last one with the result; other text goes to stderr",
+    )
     output.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
 

@@ -29,8 +29,13 @@ from train.reuse import run_reuse
 from train.steps import Callbacks, Folders, run_check, run_extract, run_index, run_preprocess
 
 RUNNERS: dict[str, Callable[..., Any]] = {
-    "preprocess": run_preprocess, "check": run_check, "extract": run_extract, "fit": run_fit, "index": run_index,
-    "all": run_all, "reuse": run_reuse,
+    "preprocess": run_preprocess,
+    "check": run_check,
+    "extract": run_extract,
+    "fit": run_fit,
+    "index": run_index,
+    "all": run_all,
+    "reuse": run_reuse,
 }
 
 
@@ -64,9 +69,18 @@ class Output:
         text = outcome.text()
         self.say(text)
         if self.json_progress:
-            data = outcome.to_json() if hasattr(outcome, "to_json") else asdict(outcome) if is_dataclass(outcome) else {}
-            self._json({"progress": 1.0, "message": text.splitlines()[0] if text else step, "step": step,
-                        "stopped": bool(getattr(outcome, "cancelled", False)), "result": data})
+            data = (
+                outcome.to_json() if hasattr(outcome, "to_json") else asdict(outcome) if is_dataclass(outcome) else {}
+            )
+            self._json(
+                {
+                    "progress": 1.0,
+                    "message": text.splitlines()[0] if text else step,
+                    "step": step,
+                    "stopped": bool(getattr(outcome, "cancelled", False)),
+                    "result": data,
+                }
+            )
 
 
 def handle(args: argparse.Namespace, console: Console) -> int:
@@ -77,8 +91,9 @@ def handle(args: argparse.Namespace, console: Console) -> int:
     stop_file.unlink(missing_ok=True)  # left from an earlier stop, it must not end this run
     try:
         with StopRequest(stop_file) as stop:
-            callbacks = Callbacks(progress=output.progress, log=output.log, say=output.say,
-                                  cancel=lambda: stop.reason() is not None)
+            callbacks = Callbacks(
+                progress=output.progress, log=output.log, say=output.say, cancel=lambda: stop.reason() is not None
+            )
             outcome = RUNNERS[args.step](request, callbacks)
     finally:
         output.reporter.end_line()

@@ -71,7 +71,9 @@ def build_banner(ctx: StudioContext) -> None:
         """Download the missing files (resumable, verified), reporting bytes as progress."""
 
         def report(fraction: float, asset: Asset, done: int, total: int | None) -> None:
-            desc = ctx.text("assets.downloading", request, name=asset.filename, done=done / 1e6, total=(total or 0) / 1e6)
+            desc = ctx.text(
+                "assets.downloading", request, name=asset.filename, done=done / 1e6, total=(total or 0) / 1e6
+            )
             progress(fraction, desc=desc)
 
         try:

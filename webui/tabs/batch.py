@@ -29,39 +29,79 @@ def build(ctx: StudioContext, controls: ConvertControls) -> None:
     t = ctx.t
     gr.Markdown(t("batch.note"))
     with gr.Row():
-        folder = gr.Textbox(label=t("batch.input_folder"), placeholder=t("batch.input_folder_placeholder"), elem_id="batch-input-folder")
-        files = gr.File(file_count="multiple", type="filepath", label=t("batch.input_files"), elem_id="batch-input-files")
+        folder = gr.Textbox(
+            label=t("batch.input_folder"), placeholder=t("batch.input_folder_placeholder"), elem_id="batch-input-folder"
+        )
+        files = gr.File(
+            file_count="multiple", type="filepath", label=t("batch.input_files"), elem_id="batch-input-files"
+        )
     with gr.Row():
-        out_dir = gr.Textbox("opt", label=t("batch.output_folder"), info=t("batch.output_folder_info"), elem_id="batch-output-folder")
+        out_dir = gr.Textbox(
+            "opt", label=t("batch.output_folder"), info=t("batch.output_folder_info"), elem_id="batch-output-folder"
+        )
         fmt = gr.Radio(list(SUPPORTED_OUTPUT_FORMATS), value="wav", label=t("batch.format"), elem_id="batch-format")
         overwrite = gr.Checkbox(False, label=t("batch.overwrite"), elem_id="batch-overwrite")
     run = gr.Button(t("batch.convert"), variant="primary", elem_id="batch-button")
-    log = gr.Textbox(label=t("batch.log"), lines=10, max_lines=30, interactive=False, autoscroll=True, elem_id="batch-log")
+    log = gr.Textbox(
+        label=t("batch.log"), lines=10, max_lines=30, interactive=False, autoscroll=True, elem_id="batch-log"
+    )
 
     def convert_batch(
-        voice, input_folder, input_files, output_dir, output_format, overwrite, speaker_id, key, auto_key, f0_method, index,
-        index_rate, filter_radius, resample_sr, rms_mix_rate, protect, f0_curve, seed, request: gr.Request,
-    ):  # fmt: skip
+        voice,
+        input_folder,
+        input_files,
+        output_dir,
+        output_format,
+        overwrite,
+        speaker_id,
+        key,
+        auto_key,
+        f0_method,
+        index,
+        index_rate,
+        filter_radius,
+        resample_sr,
+        rms_mix_rate,
+        protect,
+        f0_curve,
+        seed,
+        request: gr.Request,
+    ):
         """Convert every audio file of a folder (or the uploaded files); streams one log line per file."""
         if not voice:
             raise gr.Error(ctx.text("convert.need_voice", request))
         with shown_as_gr_error():
             params = make_params(
-                speaker_id=speaker_id, key=key, auto_key=auto_key, f0_method=f0_method, index_rate=index_rate,
-                filter_radius=filter_radius, resample_sr=resample_sr, rms_mix_rate=rms_mix_rate, protect=protect,
+                speaker_id=speaker_id,
+                key=key,
+                auto_key=auto_key,
+                f0_method=f0_method,
+                index_rate=index_rate,
+                filter_radius=filter_radius,
+                resample_sr=resample_sr,
+                rms_mix_rate=rms_mix_rate,
+                protect=protect,
                 seed=seed,
-            )  # fmt: skip
+            )
             job = BatchRequest(
-                voice_file(ctx.settings, voice), batch_inputs(input_folder, input_files),
-                output_folder(output_dir, ctx.settings), output_format, bool(overwrite), chosen_index(index, params.index_rate),
+                voice_file(ctx.settings, voice),
+                batch_inputs(input_folder, input_files),
+                output_folder(output_dir, ctx.settings),
+                output_format,
+                bool(overwrite),
+                chosen_index(index, params.index_rate),
                 params,
-            )  # fmt: skip
+            )
         yield from _stream(ctx, job, request)
 
     run.click(
-        convert_batch, inputs=[controls.voice, folder, files, out_dir, fmt, overwrite, *controls.settings()],
-        outputs=[log], api_name="convert_batch", concurrency_limit=1, concurrency_id="batch",
-    )  # fmt: skip
+        convert_batch,
+        inputs=[controls.voice, folder, files, out_dir, fmt, overwrite, *controls.settings()],
+        outputs=[log],
+        api_name="convert_batch",
+        concurrency_limit=1,
+        concurrency_id="batch",
+    )
 
 
 def _stream(ctx: StudioContext, job: BatchRequest, request: gr.Request):
@@ -77,7 +117,11 @@ def _stream(ctx: StudioContext, job: BatchRequest, request: gr.Request):
     def work() -> None:
         try:
             outcome["items"] = run_batch(
-                job, ctx.cache, ctx.settings, progress=lambda _f, message: current.__setitem__(0, message), on_item=item_line
+                job,
+                ctx.cache,
+                ctx.settings,
+                progress=lambda _f, message: current.__setitem__(0, message),
+                on_item=item_line,
             )
         except Exception as exc:  # reported below as gr.Error
             outcome["error"] = exc

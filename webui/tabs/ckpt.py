@@ -43,8 +43,9 @@ def guarded(ctx: UIContext, action: Callable[..., str]) -> Callable[..., str]:
 
 def voice_dropdown(ctx: UIContext, label_key: str, elem_id: str) -> gr.Dropdown:
     """A voice picker over the weights folder that also takes a typed path (G_*.pth, other folders)."""
-    return gr.Dropdown(list_voices(ctx.settings), value=None, label=ctx.t(label_key), allow_custom_value=True,
-                       elem_id=elem_id)
+    return gr.Dropdown(
+        list_voices(ctx.settings), value=None, label=ctx.t(label_key), allow_custom_value=True, elem_id=elem_id
+    )
 
 
 def build(ctx: UIContext) -> None:
@@ -59,8 +60,9 @@ def build(ctx: UIContext) -> None:
             weight_a = gr.Slider(0, 1, step=0.05, value=0.5, label=t("ckpt.weight_a"), elem_id="ckpt-merge-weight")
         with gr.Row():
             merge_info = gr.Textbox(label=t("ckpt.info_text"), elem_id="ckpt-merge-info")
-            merge_name = gr.Textbox(label=t("ckpt.save_name"), placeholder=t("ckpt.save_name_hint"),
-                                    elem_id="ckpt-merge-name")
+            merge_name = gr.Textbox(
+                label=t("ckpt.save_name"), placeholder=t("ckpt.save_name_hint"), elem_id="ckpt-merge-name"
+            )
             merge_overwrite = gr.Checkbox(value=False, label=t("ckpt.overwrite"))
             merge_btn = gr.Button(t("ckpt.merge"), variant="primary", elem_id="ckpt-merge")
         merge_out = gr.Textbox(label=t("ckpt.output"), interactive=False, elem_id="ckpt-merge-out")
@@ -71,42 +73,77 @@ def build(ctx: UIContext) -> None:
             show_btn = gr.Button(t("ckpt.show"), elem_id="ckpt-show")
         with gr.Row():
             new_info = gr.Textbox(label=t("ckpt.new_info"), elem_id="ckpt-new-info")
-            info_name = gr.Textbox(label=t("ckpt.modify_name"), placeholder=t("ckpt.modify_name_hint"),
-                                   elem_id="ckpt-info-name")
+            info_name = gr.Textbox(
+                label=t("ckpt.modify_name"), placeholder=t("ckpt.modify_name_hint"), elem_id="ckpt-info-name"
+            )
             info_overwrite = gr.Checkbox(value=False, label=t("ckpt.overwrite"))
             modify_btn = gr.Button(t("ckpt.modify"), variant="primary", elem_id="ckpt-modify")
         info_out = gr.Textbox(label=t("ckpt.output"), lines=6, interactive=False, elem_id="ckpt-info-out")
     with gr.Group():
         gr.Markdown(t("ckpt.extract_title"))
         with gr.Row():
-            checkpoint = gr.Dropdown(ckpt_actions.list_checkpoints(settings), value=None, allow_custom_value=True,
-                                     label=t("ckpt.checkpoint"), elem_id="ckpt-extract-path")
+            checkpoint = gr.Dropdown(
+                ckpt_actions.list_checkpoints(settings),
+                value=None,
+                allow_custom_value=True,
+                label=t("ckpt.checkpoint"),
+                elem_id="ckpt-extract-path",
+            )
             refresh_btn = gr.Button(t("ckpt.refresh"), elem_id="ckpt-refresh", scale=0)
-            extract_name = gr.Textbox(label=t("ckpt.save_name"), placeholder=t("ckpt.extract_name_hint"),
-                                      elem_id="ckpt-extract-name")
+            extract_name = gr.Textbox(
+                label=t("ckpt.save_name"), placeholder=t("ckpt.extract_name_hint"), elem_id="ckpt-extract-name"
+            )
         with gr.Row():
-            extract_sr = gr.Radio(list(SAMPLE_RATES), value="40k", label=t("ckpt.sample_rate"), elem_id="ckpt-extract-sr")
+            extract_sr = gr.Radio(
+                list(SAMPLE_RATES), value="40k", label=t("ckpt.sample_rate"), elem_id="ckpt-extract-sr"
+            )
             extract_f0 = gr.Checkbox(value=True, label=t("ckpt.use_f0"), interactive=False, elem_id="ckpt-extract-f0")
-            extract_version = gr.Radio(list(FEATURE_DIMS), value="v2", label=t("ckpt.version"),
-                                       elem_id="ckpt-extract-version")
+            extract_version = gr.Radio(
+                list(FEATURE_DIMS), value="v2", label=t("ckpt.version"), elem_id="ckpt-extract-version"
+            )
             extract_info = gr.Textbox(label=t("ckpt.info_text"), elem_id="ckpt-extract-info")
             extract_overwrite = gr.Checkbox(value=False, label=t("ckpt.overwrite"))
             extract_btn = gr.Button(t("ckpt.extract"), variant="primary", elem_id="ckpt-extract")
         extract_out = gr.Textbox(label=t("ckpt.output"), interactive=False, elem_id="ckpt-extract-out")
 
-    merge_btn.click(guarded(ctx, ckpt_actions.merge), [merge_a, merge_b, weight_a, merge_info, merge_name,
-                                                        merge_overwrite], merge_out, api_name="ckpt_merge")
-    show_btn.click(guarded(ctx, lambda s, _say, voice: ckpt_actions.show_info(s, voice)), info_voice, info_out,
-                   api_name="ckpt_show")
-    modify_btn.click(guarded(ctx, ckpt_actions.modify_info), [info_voice, new_info, info_name, info_overwrite],
-                     info_out, api_name="ckpt_modify")
-    extract_btn.click(guarded(ctx, ckpt_actions.extract), [checkpoint, extract_name, extract_sr, extract_version,
-                                                            extract_info, extract_overwrite], extract_out,
-                      api_name="ckpt_extract")
-    checkpoint.change(fill_from_experiment, checkpoint, [extract_sr, extract_version, extract_f0],
-                      show_progress="hidden", api_visibility="private")
-    refresh_btn.click(lambda: _refreshed(ctx), None, [checkpoint, merge_a, merge_b, info_voice],
-                      show_progress="hidden", api_visibility="private")
+    merge_btn.click(
+        guarded(ctx, ckpt_actions.merge),
+        [merge_a, merge_b, weight_a, merge_info, merge_name, merge_overwrite],
+        merge_out,
+        api_name="ckpt_merge",
+    )
+    show_btn.click(
+        guarded(ctx, lambda s, _say, voice: ckpt_actions.show_info(s, voice)),
+        info_voice,
+        info_out,
+        api_name="ckpt_show",
+    )
+    modify_btn.click(
+        guarded(ctx, ckpt_actions.modify_info),
+        [info_voice, new_info, info_name, info_overwrite],
+        info_out,
+        api_name="ckpt_modify",
+    )
+    extract_btn.click(
+        guarded(ctx, ckpt_actions.extract),
+        [checkpoint, extract_name, extract_sr, extract_version, extract_info, extract_overwrite],
+        extract_out,
+        api_name="ckpt_extract",
+    )
+    checkpoint.change(
+        fill_from_experiment,
+        checkpoint,
+        [extract_sr, extract_version, extract_f0],
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    refresh_btn.click(
+        lambda: _refreshed(ctx),
+        None,
+        [checkpoint, merge_a, merge_b, info_voice],
+        show_progress="hidden",
+        api_visibility="private",
+    )
 
 
 def fill_from_experiment(choice: str | None) -> tuple:
@@ -121,5 +158,7 @@ def fill_from_experiment(choice: str | None) -> tuple:
 
 def _refreshed(ctx: UIContext) -> tuple:
     voices = list_voices(ctx.settings)
-    return (gr.update(choices=ckpt_actions.list_checkpoints(ctx.settings)),
-            *(gr.update(choices=voices) for _ in range(3)))
+    return (
+        gr.update(choices=ckpt_actions.list_checkpoints(ctx.settings)),
+        *(gr.update(choices=voices) for _ in range(3)),
+    )

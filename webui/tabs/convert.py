@@ -44,9 +44,19 @@ class ConvertControls:
     def settings(self) -> list[gr.components.Component]:
         """The inputs after the voice, in the order of :func:`webui.conversion.make_params`' arguments."""
         return [
-            self.speaker, self.key, self.auto_key, self.f0_method, self.index, self.index_rate,
-            self.filter_radius, self.resample, self.rms_mix, self.protect, self.f0_curve, self.seed,
-        ]  # fmt: skip
+            self.speaker,
+            self.key,
+            self.auto_key,
+            self.f0_method,
+            self.index,
+            self.index_rate,
+            self.filter_radius,
+            self.resample,
+            self.rms_mix,
+            self.protect,
+            self.f0_curve,
+            self.seed,
+        ]
 
 
 def build(ctx: StudioContext) -> None:
@@ -63,39 +73,77 @@ def _build_controls(ctx: StudioContext) -> ConvertControls:
     t, settings = ctx.t, ctx.settings
     with gr.Row():
         voice = gr.Dropdown(
-            list_voices(settings), value=None, allow_custom_value=True, label=t("convert.voice"),
-            info=t("convert.voice_info"), scale=3, elem_id="convert-voice",
-        )  # fmt: skip
+            list_voices(settings),
+            value=None,
+            allow_custom_value=True,
+            label=t("convert.voice"),
+            info=t("convert.voice_info"),
+            scale=3,
+            elem_id="convert-voice",
+        )
         speaker = gr.Number(0, precision=0, minimum=0, label=t("convert.speaker"), scale=1, elem_id="convert-speaker")
         refresh = gr.Button(t("convert.refresh"), scale=1, elem_id="convert-refresh")
     summary = gr.Markdown(t("convert.no_voice"), elem_id="convert-voice-summary")
     with gr.Row():
         with gr.Column():
             with gr.Group() as pitch_group:
-                key = gr.Number(0, minimum=-48, maximum=48, step=1, label=t("convert.key"), info=t("convert.key_info"), elem_id="convert-key")
+                key = gr.Number(
+                    0,
+                    minimum=-48,
+                    maximum=48,
+                    step=1,
+                    label=t("convert.key"),
+                    info=t("convert.key_info"),
+                    elem_id="convert-key",
+                )
                 auto_key = gr.Checkbox(False, label=t("convert.auto_key"), info=t("convert.auto_key_info"))
-                f0_method = gr.Radio(list(F0_METHODS), value="rmvpe", label=t("convert.f0_method"), info=t("convert.f0_method_info"))
-                filter_radius = gr.Slider(0, 7, 3, step=1, label=t("convert.filter_radius"), info=t("convert.filter_radius_info"))
+                f0_method = gr.Radio(
+                    list(F0_METHODS), value="rmvpe", label=t("convert.f0_method"), info=t("convert.f0_method_info")
+                )
+                filter_radius = gr.Slider(
+                    0, 7, 3, step=1, label=t("convert.filter_radius"), info=t("convert.filter_radius_info")
+                )
                 protect = gr.Slider(0, 0.5, 0.33, step=0.01, label=t("convert.protect"), info=t("convert.protect_info"))
         with gr.Column():
             index = gr.Dropdown(
-                list_index_choices(settings, t("convert.no_index")), value="", allow_custom_value=True,
-                label=t("convert.index"), info=t("convert.index_info"), elem_id="convert-index",
-            )  # fmt: skip
-            index_rate = gr.Slider(0, 1, 0.75, step=0.01, label=t("convert.index_rate"), info=t("convert.index_rate_info"))
+                list_index_choices(settings, t("convert.no_index")),
+                value="",
+                allow_custom_value=True,
+                label=t("convert.index"),
+                info=t("convert.index_info"),
+                elem_id="convert-index",
+            )
+            index_rate = gr.Slider(
+                0, 1, 0.75, step=0.01, label=t("convert.index_rate"), info=t("convert.index_rate_info")
+            )
             rms_mix = gr.Slider(0, 1, 0.25, step=0.01, label=t("convert.rms_mix"), info=t("convert.rms_mix_info"))
             resample = gr.Dropdown(
-                [(t("convert.resample_keep"), 0)] + [(f"{rate} Hz", rate) for rate in RESAMPLE_RATES], value=0,
-                label=t("convert.resample"), info=t("convert.resample_info"),
-            )  # fmt: skip
+                [(t("convert.resample_keep"), 0)] + [(f"{rate} Hz", rate) for rate in RESAMPLE_RATES],
+                value=0,
+                label=t("convert.resample"),
+                info=t("convert.resample_info"),
+            )
     with gr.Accordion(t("convert.advanced"), open=False, elem_id="convert-advanced"):
         with gr.Row():
             f0_curve = gr.File(file_types=[".txt", ".csv"], type="filepath", label=t("convert.f0_curve"))
-            seed = gr.Number(None, precision=0, label=t("convert.seed"), info=t("convert.seed_info"), elem_id="convert-seed")
+            seed = gr.Number(
+                None, precision=0, label=t("convert.seed"), info=t("convert.seed_info"), elem_id="convert-seed"
+            )
     controls = ConvertControls(
-        voice, speaker, key, auto_key, f0_method, index, index_rate, filter_radius, resample, rms_mix, protect,
-        f0_curve, seed,
-    )  # fmt: skip
+        voice,
+        speaker,
+        key,
+        auto_key,
+        f0_method,
+        index,
+        index_rate,
+        filter_radius,
+        resample,
+        rms_mix,
+        protect,
+        f0_curve,
+        seed,
+    )
     _wire_voice_events(ctx, controls, refresh, summary, pitch_group)
     return controls
 
@@ -128,13 +176,24 @@ def _wire_voice_events(
         last = voice.n_speakers - 1
         pitch = ctx.text("convert.with_pitch" if voice.use_f0 else "convert.without_pitch", request)
         line = ctx.text(
-            "convert.voice_summary", request, name=voice.name, version=voice.version, rate=voice.sample_rate,
-            pitch=pitch, speakers=voice.n_speakers,
-        )  # fmt: skip
+            "convert.voice_summary",
+            request,
+            name=voice.name,
+            version=voice.version,
+            rate=voice.sample_rate,
+            pitch=pitch,
+            speakers=voice.n_speakers,
+        )
         return (
-            gr.Number(value=min(max(int(speaker or 0), 0), last), maximum=last, info=ctx.text("convert.speaker_range", request, last=last)),
+            gr.Number(
+                value=min(max(int(speaker or 0), 0), last),
+                maximum=last,
+                info=ctx.text("convert.speaker_range", request, last=last),
+            ),
             gr.Group(visible=voice.use_f0),
-            gr.Dropdown(choices=list_index_choices(settings, ctx.t("convert.no_index")), value=paired_index(settings, path)),
+            gr.Dropdown(
+                choices=list_index_choices(settings, ctx.t("convert.no_index")), value=paired_index(settings, path)
+            ),
             line,
         )
 
@@ -145,27 +204,55 @@ def _wire_voice_events(
         refreshed, inputs=[known], outputs=lists, concurrency_limit=None, api_visibility="private"
     )
     controls.voice.change(
-        voice_chosen, inputs=[controls.voice, controls.speaker], outputs=[controls.speaker, pitch_group, controls.index, summary],
+        voice_chosen,
+        inputs=[controls.voice, controls.speaker],
+        outputs=[controls.speaker, pitch_group, controls.index, summary],
         api_visibility="private",
-    )  # fmt: skip
+    )
 
 
 def _build_single(ctx: StudioContext, controls: ConvertControls) -> None:
     t = ctx.t
     with gr.Row():
         with gr.Column():
-            audio_in = gr.Audio(type="filepath", sources=["upload", "microphone"], label=t("convert.input_audio"), elem_id="convert-input-audio")
-            path_in = gr.Textbox(label=t("convert.input_path"), placeholder=t("convert.input_path_placeholder"), elem_id="convert-input-path")
+            audio_in = gr.Audio(
+                type="filepath",
+                sources=["upload", "microphone"],
+                label=t("convert.input_audio"),
+                elem_id="convert-input-audio",
+            )
+            path_in = gr.Textbox(
+                label=t("convert.input_path"),
+                placeholder=t("convert.input_path_placeholder"),
+                elem_id="convert-input-path",
+            )
             run = gr.Button(t("convert.convert"), variant="primary", elem_id="convert-button")
         with gr.Column():
             info = gr.Textbox(label=t("convert.output_info"), lines=5, interactive=False, elem_id="convert-info")
-            audio_out = gr.Audio(type="filepath", label=t("convert.output_audio"), interactive=False, elem_id="convert-output-audio")
+            audio_out = gr.Audio(
+                type="filepath", label=t("convert.output_audio"), interactive=False, elem_id="convert-output-audio"
+            )
             timing = gr.Textbox(label=t("convert.timing"), interactive=False, elem_id="convert-timing")
 
     def convert(
-        voice, input_audio, input_path, speaker_id, key, auto_key, f0_method, index, index_rate, filter_radius,
-        resample_sr, rms_mix_rate, protect, f0_curve, seed, request: gr.Request, progress=gr.Progress(),
-    ):  # fmt: skip
+        voice,
+        input_audio,
+        input_path,
+        speaker_id,
+        key,
+        auto_key,
+        f0_method,
+        index,
+        index_rate,
+        filter_radius,
+        resample_sr,
+        rms_mix_rate,
+        protect,
+        f0_curve,
+        seed,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
         """Convert one file with a voice; returns (RVC's info text, the converted WAV, a timing line)."""
         if not voice:
             raise gr.Error(ctx.text("convert.need_voice", request))
@@ -173,21 +260,43 @@ def _build_single(ctx: StudioContext, controls: ConvertControls) -> None:
             raise gr.Error(ctx.text("convert.need_input", request))
         with shown_as_gr_error():
             params = make_params(
-                speaker_id=speaker_id, key=key, auto_key=auto_key, f0_method=f0_method, index_rate=index_rate,
-                filter_radius=filter_radius, resample_sr=resample_sr, rms_mix_rate=rms_mix_rate, protect=protect,
-                f0_curve=f0_curve, seed=seed,
-            )  # fmt: skip
-            job = SingleRequest(voice_file(ctx.settings, voice), chosen_source(input_audio, input_path), chosen_index(index, params.index_rate), params)
+                speaker_id=speaker_id,
+                key=key,
+                auto_key=auto_key,
+                f0_method=f0_method,
+                index_rate=index_rate,
+                filter_radius=filter_radius,
+                resample_sr=resample_sr,
+                rms_mix_rate=rms_mix_rate,
+                protect=protect,
+                f0_curve=f0_curve,
+                seed=seed,
+            )
+            job = SingleRequest(
+                voice_file(ctx.settings, voice),
+                chosen_source(input_audio, input_path),
+                chosen_index(index, params.index_rate),
+                params,
+            )
             outcome = run_single(job, ctx.cache, ctx.settings, ctx.outputs, progress=lambda f, m: progress(f, desc=m))
         result, times = outcome.result, outcome.result.times
         line = ctx.text(
-            "convert.timing_line", request, audio=result.input_seconds, elapsed=outcome.elapsed,
-            speed=result.input_seconds / max(outcome.elapsed, 1e-9), f0=times.f0,
-            features=times.features + times.retrieval, synthesis=times.synthesis,
-        )  # fmt: skip
+            "convert.timing_line",
+            request,
+            audio=result.input_seconds,
+            elapsed=outcome.elapsed,
+            speed=result.input_seconds / max(outcome.elapsed, 1e-9),
+            f0=times.f0,
+            features=times.features + times.retrieval,
+            synthesis=times.synthesis,
+        )
         return result.info_text(), str(outcome.output), line
 
     run.click(
-        convert, inputs=[controls.voice, audio_in, path_in, *controls.settings()], outputs=[info, audio_out, timing],
-        api_name="convert", concurrency_limit=CONVERSION_CONCURRENCY, concurrency_id="conversion",
-    )  # fmt: skip
+        convert,
+        inputs=[controls.voice, audio_in, path_in, *controls.settings()],
+        outputs=[info, audio_out, timing],
+        api_name="convert",
+        concurrency_limit=CONVERSION_CONCURRENCY,
+        concurrency_id="conversion",
+    )

@@ -21,8 +21,9 @@ def build(ctx: UIContext) -> None:
         gr.Markdown(t("export.onnx_title"))
         with gr.Row():
             onnx_voice = voice_dropdown(ctx, "export.voice", "export-onnx-voice")
-            onnx_output = gr.Textbox(label=t("export.onnx_output"), placeholder=t("export.onnx_output_hint"),
-                                     elem_id="export-onnx-output")
+            onnx_output = gr.Textbox(
+                label=t("export.onnx_output"), placeholder=t("export.onnx_output_hint"), elem_id="export-onnx-output"
+            )
             onnx_overwrite = gr.Checkbox(value=False, label=t("export.overwrite"))
             onnx_btn = gr.Button(t("export.onnx_button"), variant="primary", elem_id="export-onnx")
         with gr.Row():
@@ -32,8 +33,13 @@ def build(ctx: UIContext) -> None:
         gr.Markdown(t("export.bundle_title"))
         with gr.Row():
             bundle_voice = voice_dropdown(ctx, "export.voice", "export-bundle-voice")
-            bundle_index = gr.Dropdown(_index_choices(ctx), value="auto", allow_custom_value=True,
-                                       label=t("export.index"), elem_id="export-bundle-index")
+            bundle_index = gr.Dropdown(
+                _index_choices(ctx),
+                value="auto",
+                allow_custom_value=True,
+                label=t("export.index"),
+                elem_id="export-bundle-index",
+            )
             bundle_overwrite = gr.Checkbox(value=False, label=t("export.overwrite"))
             bundle_btn = gr.Button(t("export.bundle_button"), variant="primary", elem_id="export-bundle")
         with gr.Row():
@@ -42,29 +48,50 @@ def build(ctx: UIContext) -> None:
     with gr.Group():
         gr.Markdown(t("export.import_title"))
         with gr.Row():
-            upload = gr.File(label=t("export.upload"), file_types=[".zip"], type="filepath",
-                             elem_id="export-import-file")
+            upload = gr.File(
+                label=t("export.upload"), file_types=[".zip"], type="filepath", elem_id="export-import-file"
+            )
             with gr.Column():
                 url = gr.Textbox(label=t("export.url"), placeholder="https://…/voice.zip", elem_id="export-import-url")
-                import_name = gr.Textbox(label=t("export.import_name"), placeholder=t("export.import_name_hint"),
-                                         elem_id="export-import-name")
+                import_name = gr.Textbox(
+                    label=t("export.import_name"),
+                    placeholder=t("export.import_name_hint"),
+                    elem_id="export-import-name",
+                )
                 import_overwrite = gr.Checkbox(value=False, label=t("export.overwrite"))
                 import_btn = gr.Button(t("export.import_button"), variant="primary", elem_id="export-import")
         import_out = gr.Textbox(label=t("export.output"), interactive=False, elem_id="export-import-out")
     refresh_btn = gr.Button(t("export.refresh"), elem_id="export-refresh")
 
-    onnx_btn.click(_with_file(guarded(ctx, ckpt_actions.export_onnx)), [onnx_voice, onnx_output, onnx_overwrite],
-                   [onnx_out, onnx_file], api_name="export_onnx")
-    bundle_btn.click(_with_file(guarded(ctx, ckpt_actions.make_bundle)), [bundle_voice, bundle_index, bundle_overwrite],
-                     [bundle_out, bundle_file], api_name="export_bundle")
-    import_btn.click(guarded(ctx, ckpt_actions.import_bundle), [upload, url, import_name, import_overwrite],
-                     import_out, api_name="import_bundle")
-    refresh_btn.click(lambda: _refreshed(ctx), None, [onnx_voice, bundle_voice, bundle_index],
-                      show_progress="hidden", api_visibility="private")
+    onnx_btn.click(
+        _with_file(guarded(ctx, ckpt_actions.export_onnx)),
+        [onnx_voice, onnx_output, onnx_overwrite],
+        [onnx_out, onnx_file],
+        api_name="export_onnx",
+    )
+    bundle_btn.click(
+        _with_file(guarded(ctx, ckpt_actions.make_bundle)),
+        [bundle_voice, bundle_index, bundle_overwrite],
+        [bundle_out, bundle_file],
+        api_name="export_bundle",
+    )
+    import_btn.click(
+        guarded(ctx, ckpt_actions.import_bundle),
+        [upload, url, import_name, import_overwrite],
+        import_out,
+        api_name="import_bundle",
+    )
+    refresh_btn.click(
+        lambda: _refreshed(ctx),
+        None,
+        [onnx_voice, bundle_voice, bundle_index],
+        show_progress="hidden",
+        api_visibility="private",
+    )
 
 
 def _index_choices(ctx: UIContext) -> list[tuple[str, str]]:
-    """"auto" (the index paired with the voice), "none", then every index found."""
+    """ "auto" (the index paired with the voice), "none", then every index found."""
     found = list_index_choices(ctx.settings, ctx.t("export.index_none"))
     return [(ctx.t("export.index_auto"), "auto"), *found]
 

@@ -52,8 +52,14 @@ def build(ctx: UIContext) -> None:
         sample_rate = gr.Radio(list(SAMPLE_RATES), value="40k", label=t("train.sample_rate"), elem_id="train-sr")
         use_f0 = gr.Checkbox(value=True, label=t("train.use_f0"), elem_id="train-f0")
         version = gr.Radio(list(VERSIONS), value="v2", label=t("train.version"), elem_id="train-version")
-        processes = gr.Slider(1, max(1, settings.n_cpu), step=1, value=default_processes(settings.n_cpu),
-                              label=t("train.processes"), elem_id="train-processes")
+        processes = gr.Slider(
+            1,
+            max(1, settings.n_cpu),
+            step=1,
+            value=default_processes(settings.n_cpu),
+            label=t("train.processes"),
+            elem_id="train-processes",
+        )
     with gr.Group():
         gr.Markdown(t("train.step1"))
         with gr.Row():
@@ -65,16 +71,21 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             gpus = gr.Textbox(label=t("train.gpus"), value=gpu_ids, elem_id="train-gpus")
             gr.Textbox(label=t("train.gpu_info"), value=gpu_info or t("train.no_gpu"), interactive=False, lines=2)
-            f0_method = gr.Radio(list(TRAIN_F0_METHODS), value="rmvpe_gpu" if gpu_ids else "rmvpe",
-                                 label=t("train.f0_method"), elem_id="train-f0-method")
+            f0_method = gr.Radio(
+                list(TRAIN_F0_METHODS),
+                value="rmvpe_gpu" if gpu_ids else "rmvpe",
+                label=t("train.f0_method"),
+                elem_id="train-f0-method",
+            )
             extract_btn = gr.Button(t("train.extract"), variant="primary", elem_id="train-extract")
     with gr.Group():
         gr.Markdown(t("train.step3"))
         with gr.Row():
             save_every = gr.Slider(1, 50, step=1, value=5, label=t("train.save_every"), elem_id="train-save-every")
             epochs = gr.Slider(1, 1000, step=1, value=20, label=t("train.epochs"), elem_id="train-epochs")
-            batch_size = gr.Slider(1, 40, step=1, value=batch_default, label=t("train.batch_size"),
-                                   elem_id="train-batch")
+            batch_size = gr.Slider(
+                1, 40, step=1, value=batch_default, label=t("train.batch_size"), elem_id="train-batch"
+            )
             latest_only = gr.Checkbox(value=False, label=t("train.latest_only"), elem_id="train-latest-only")
             small_models = gr.Checkbox(value=False, label=t("train.small_models"), elem_id="train-small-models")
         with gr.Row():
@@ -82,13 +93,21 @@ def build(ctx: UIContext) -> None:
             pretrained_d = gr.Textbox(label=t("train.pretrained_d"), value=d_default, elem_id="train-pretrained-d")
         with gr.Accordion(t("train.advanced"), open=False, elem_id="train-advanced"):
             with gr.Row():
-                device = gr.Dropdown(list(DEVICES), value="auto", label=t("train.device"), allow_custom_value=True,
-                                     elem_id="train-device")
+                device = gr.Dropdown(
+                    list(DEVICES),
+                    value="auto",
+                    label=t("train.device"),
+                    allow_custom_value=True,
+                    elem_id="train-device",
+                )
                 precision = gr.Radio(list(PRECISIONS), value="auto", label=t("train.precision"))
                 num_workers = gr.Slider(0, 8, step=1, value=2, label=t("train.num_workers"), elem_id="train-workers")
             with gr.Row():
-                overrides = gr.Textbox(label=t("train.config_overrides"), placeholder='{"model": {}, "train": {}}',
-                                       elem_id="train-overrides")
+                overrides = gr.Textbox(
+                    label=t("train.config_overrides"),
+                    placeholder='{"model": {}, "train": {}}',
+                    elem_id="train-overrides",
+                )
                 disc_divisors = gr.Textbox(label=t("train.disc_divisors"), placeholder="1 1", elem_id="train-disc")
         with gr.Row():
             fit_btn = gr.Button(t("train.fit"), variant="primary", elem_id="train-fit")
@@ -99,30 +118,80 @@ def build(ctx: UIContext) -> None:
     progress = gr.HTML(elem_id="train-progress")
     message = gr.Textbox(label=t("train.message"), lines=4, max_lines=12, interactive=False, elem_id="train-message")
     with gr.Row():
-        log = gr.Textbox(label=t("train.log"), lines=14, max_lines=14, autoscroll=True, interactive=False,
-                         elem_id="train-log")
-        plot = gr.LinePlot(x="step", y="value", color="loss", label=t("train.losses"), x_title=t("train.plot_step"),
-                           y_title=t("train.plot_loss"), height=320, elem_id="train-plot")
+        log = gr.Textbox(
+            label=t("train.log"), lines=14, max_lines=14, autoscroll=True, interactive=False, elem_id="train-log"
+        )
+        plot = gr.LinePlot(
+            x="step",
+            y="value",
+            color="loss",
+            label=t("train.losses"),
+            x_title=t("train.plot_step"),
+            y_title=t("train.plot_loss"),
+            height=320,
+            elem_id="train-plot",
+        )
     session = gr.State(None)
     timer = gr.Timer(1.0, active=False)
 
-    form = [name, sample_rate, use_f0, version, processes, dataset, speaker_id, f0_method, gpus, save_every, epochs,
-            batch_size, latest_only, small_models, pretrained_g, pretrained_d, device, precision, num_workers,
-            overrides, disc_divisors]
+    form = [
+        name,
+        sample_rate,
+        use_f0,
+        version,
+        processes,
+        dataset,
+        speaker_id,
+        f0_method,
+        gpus,
+        save_every,
+        epochs,
+        batch_size,
+        latest_only,
+        small_models,
+        pretrained_g,
+        pretrained_d,
+        device,
+        precision,
+        num_workers,
+        overrides,
+        disc_divisors,
+    ]
     watched = [session, message, progress, log, plot, timer]
-    for button, step in ((preprocess_btn, "preprocess"), (extract_btn, "extract"), (fit_btn, "fit"),
-                         (index_btn, "index"), (all_btn, "all"), (resume_btn, "resume")):
-        button.click(_starter(handlers, step), [session, *form], watched,
-                     api_name=f"train_{step}", concurrency_limit=None)
+    for button, step in (
+        (preprocess_btn, "preprocess"),
+        (extract_btn, "extract"),
+        (fit_btn, "fit"),
+        (index_btn, "index"),
+        (all_btn, "all"),
+        (resume_btn, "resume"),
+    ):
+        button.click(
+            _starter(handlers, step), [session, *form], watched, api_name=f"train_{step}", concurrency_limit=None
+        )
     stop_btn.click(handlers.stop, [name, session], message, api_name="train_stop", concurrency_limit=None)
-    timer.tick(handlers.tick, session, watched, show_progress="hidden", concurrency_limit=None, api_visibility="private")
-    gr.on([name.submit, name.blur], handlers.attach, [name, session], [*watched, sample_rate, version, use_f0],
-          show_progress="hidden", api_visibility="private")
+    timer.tick(
+        handlers.tick, session, watched, show_progress="hidden", concurrency_limit=None, api_visibility="private"
+    )
+    gr.on(
+        [name.submit, name.blur],
+        handlers.attach,
+        [name, session],
+        [*watched, sample_rate, version, use_f0],
+        show_progress="hidden",
+        api_visibility="private",
+    )
     for control in (sample_rate, version, use_f0):
-        control.change(functools.partial(_pretrained, settings.assets_dir), [version, sample_rate, use_f0],
-                       [pretrained_g, pretrained_d], show_progress="hidden", api_visibility="private")
-    use_f0.change(lambda on: gr.update(visible=bool(on)), use_f0, f0_method, show_progress="hidden",
-                  api_visibility="private")
+        control.change(
+            functools.partial(_pretrained, settings.assets_dir),
+            [version, sample_rate, use_f0],
+            [pretrained_g, pretrained_d],
+            show_progress="hidden",
+            api_visibility="private",
+        )
+    use_f0.change(
+        lambda on: gr.update(visible=bool(on)), use_f0, f0_method, show_progress="hidden", api_visibility="private"
+    )
 
 
 def _starter(handlers: TrainHandlers, step: str):
