@@ -5,7 +5,8 @@ and ``train``).  Nothing is detected or written at import time; settings come
 from :meth:`Settings.from_env` and command-line flags.
 
 Environment variables: ``RVC_ASSETS_DIR``, ``RVC_WEIGHTS_DIR``,
-``RVC_LOGS_DIR``, ``RVC_DEVICE`` (auto, cpu, cuda, cuda:N, mps).
+``RVC_LOGS_DIR``, ``RVC_OUTPUT_DIR``, ``RVC_DEVICE`` (auto, cpu, cuda, cuda:N, mps),
+``RVC_MAX_UPLOAD_MB`` and ``RVC_MAX_INPUT_MINUTES`` (web UI limits).
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ class Settings:
     assets_dir: Path = ROOT / "assets"
     weights_dir: Path = ROOT / "weights"
     logs_dir: Path = ROOT / "logs"
+    output_dir: Path = ROOT / "opt"  # the web UI writes batch outputs and exports only under the studio's folders
     device: str = "auto"
     half: bool | None = None  # None: fp16 on CUDA GPUs that do it well
     n_cpu: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Web-server limits and switches (the CLI, run by the machine's owner, has none of these).
+    max_upload_mb: int = 512  # one uploaded file
+    max_input_minutes: float = 30.0  # decoded duration of one input to convert
+    allow_private_urls: bool = False  # bundle import may fetch loopback/private/link-local addresses
 
     @classmethod
     def from_env(cls, root: Path | None = None, **overrides: Any) -> Settings:
@@ -42,7 +48,10 @@ class Settings:
             assets_dir=Path(env.get("RVC_ASSETS_DIR", base / "assets")),
             weights_dir=Path(env.get("RVC_WEIGHTS_DIR", base / "weights")),
             logs_dir=Path(env.get("RVC_LOGS_DIR", base / "logs")),
+            output_dir=Path(env.get("RVC_OUTPUT_DIR", base / "opt")),
             device=env.get("RVC_DEVICE", "auto"),
+            max_upload_mb=int(env.get("RVC_MAX_UPLOAD_MB", 512)),
+            max_input_minutes=float(env.get("RVC_MAX_INPUT_MINUTES", 30.0)),
         )
         return replace(settings, **overrides) if overrides else settings
 
