@@ -6,7 +6,8 @@ from :meth:`Settings.from_env` and command-line flags.
 
 Environment variables: ``RVC_ASSETS_DIR``, ``RVC_WEIGHTS_DIR``,
 ``RVC_LOGS_DIR``, ``RVC_OUTPUT_DIR``, ``RVC_DEVICE`` (auto, cpu, cuda, cuda:N, mps),
-``RVC_MAX_UPLOAD_MB`` and ``RVC_MAX_INPUT_MINUTES`` (web UI limits).
+``RVC_MAX_UPLOAD_MB`` and ``RVC_MAX_INPUT_MINUTES`` (web UI limits), ``RVC_INPUT_DIRS``
+(more folders the web UI may read, separated by ``os.pathsep``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Settings:
     max_upload_mb: int = 512  # one uploaded file
     max_input_minutes: float = 30.0  # decoded duration of one input to convert
     allow_private_urls: bool = False  # bundle import may fetch loopback/private/link-local addresses
+    input_dirs: tuple[Path, ...] = ()  # more folders the web UI may read typed paths from (--allow-path)
 
     @classmethod
     def from_env(cls, root: Path | None = None, **overrides: Any) -> Settings:
@@ -52,6 +54,7 @@ class Settings:
             device=env.get("RVC_DEVICE", "auto"),
             max_upload_mb=int(env.get("RVC_MAX_UPLOAD_MB", 512)),
             max_input_minutes=float(env.get("RVC_MAX_INPUT_MINUTES", 30.0)),
+            input_dirs=tuple(Path(p) for p in env.get("RVC_INPUT_DIRS", "").split(os.pathsep) if p),
         )
         return replace(settings, **overrides) if overrides else settings
 
