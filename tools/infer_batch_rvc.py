@@ -16,6 +16,11 @@ same folder for both) is refused.
 from __future__ import annotations
 
 import argparse
+
+if __name__ == "__main__" and not __package__:  # run as a script: the project may not be installed
+    from _bootstrap import run_from_checkout
+
+    run_from_checkout(__file__)
 from pathlib import Path
 
 from infer.cli.common import Console, add_rvc_flags, fatal, run_command

@@ -12,6 +12,8 @@ Steps and flags mirror the web UI's Train tab.  Experiments live in logs/
 ($RVC_LOGS_DIR), voice models go to weights/ ($RVC_WEIGHTS_DIR), models are read
 from assets/ ($RVC_ASSETS_DIR).  Exit codes: 0 done (or stopped cleanly by
 Ctrl+C, SIGTERM or a STOP file in the experiment folder), 1 error, 2 usage error.
+Only one process at a time may write an experiment: a step is refused (exit 1)
+while another holds logs/<name>/experiment.lock (see train/lock.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ saying what to do (RVC silently kept the old config and crashed later: FAQ Q18).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,41 @@ class ExperimentPaths:
     preprocess_report = property(lambda self: self.root / "preprocess_report.json")
     extract_log = property(lambda self: self.root / "extract_f0_feature.log")
     stop_file = property(lambda self: self.root / "STOP")
+    lock_file = property(lambda self: self.root / "experiment.lock")  # train/lock.py
 
     def features(self, version: str) -> Path:
         """``3_feature256`` (v1) or ``3_feature768`` (v2)."""
         return self.root / f"3_feature{FEATURE_DIMS[version]}"
+
+    def data_folders(self) -> list[Path]:
+        """The folder itself and those of its pieces, pitch and features (existing or not)."""
+        return [self.root, self.gt_wavs, self.wavs16k, self.f0_coarse, self.f0_hz, *map(self.features, FEATURE_DIMS)]
+
+
+def remove_stale_temp_files(
+    paths: ExperimentPaths, *, older_than: float, log: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Remove the temporary files a killed write left (``.<name>.<random>.tmp``, as :mod:`infer.atomic` names
+    them) from the experiment's folders; returns them.
+
+    Only files last changed before ``older_than`` (a ``time.time()`` value) go:
+    call it while holding the experiment's lock (:mod:`train.lock`), so that
+    no other process of ours is writing them.
+    """
+    removed = []
+    for folder in paths.data_folders():
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp"):
+            try:
+                if path.is_file() and path.stat().st_mtime < older_than:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue  # gone already, or not ours to remove
+    if removed and log is not None:
+        log(f"removed {len(removed)} temporary file(s) left by an interrupted run in '{paths.root}'")
+    return removed
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,17 @@ what to do), 130 on a second Ctrl+C.  With ``--json-progress`` rank 0 prints
 one JSON line per step: ``{"progress": 0.25, "message": "epoch 5/20, step 80"}``,
 and at the end one line with the result: ``{"progress": 1.0, "message": ...,
 "result": {"epoch": ..., "global_step": ..., "stopped": ..., "final_model": ...}}``.
+
+Rank 0 holds the experiment's lock (:mod:`train.lock`) for the whole run, or
+accepts the one its launcher holds (``python -m train fit`` under torchrun);
+when another process trains the experiment it exits 1 saying which, and
+torchrun ends the other ranks.  The other ranks never touch the lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +29,8 @@ import sys
 from infer.safe_load import ModelFileError
 from train.data import DatasetError
 from train.experiment import ExperimentError
+from train.flags import quote_command
+from train.lock import experiment_lock
 from train.loop import FitOptions, FitResult, fit
 
 
@@ -141,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         options = options_from_args(args)
-        result = fit(args.exp_dir, options, progress=_print_progress if args.json_progress and is_main else None)
+        command = quote_command(["python", "-m", "train.fit_main", *(sys.argv[1:] if argv is None else argv)])
+        lock = experiment_lock(args.exp_dir, command=command) if is_main else contextlib.nullcontext()
+        with lock:
+            result = fit(args.exp_dir, options, progress=_print_progress if args.json_progress and is_main else None)
     except KeyboardInterrupt:
         print("Training interrupted without saving.", file=sys.stderr)
         return 130

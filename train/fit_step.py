@@ -21,7 +21,7 @@ from train.flags import gpu_ids, quote_command
 from train.launch import run_torchrun, torchrun_argv
 from train.loop import FitOptions, fit
 from train.mute import MuteSample, ensure_mute
-from train.steps import Callbacks, Folders, experiment_config
+from train.steps import Callbacks, Folders, experiment_config, holds_experiment_lock
 
 NO_PRETRAINED = ("", "none")
 PRETRAINED_DOWNLOAD = "python tools/download_models.py --only {}"
@@ -123,6 +123,7 @@ def fit_options(request: FitRequest, folders: Folders, pretrained: tuple[str | N
     )
 
 
+@holds_experiment_lock
 def run_fit(request: FitRequest, callbacks: Callbacks | None = None) -> FitOutcome:
     """Write the filelist and train the experiment to ``request.epochs`` (resuming its latest checkpoint).
 

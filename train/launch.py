@@ -5,6 +5,10 @@ become progress calls here and its last line carries the result.  A stop
 request (``cancel()``) writes the experiment's stop file, which every rank
 sees at the same step, so training ends with a checkpoint; a second Ctrl+C
 here terminates the child.
+
+The experiment's lock (:mod:`train.lock`), held by this process, covers the
+whole run: the child is told its token, so rank 0 accepts it instead of
+refusing it; the other ranks do not look at the lock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from train.experiment import ExperimentError
 from train.fit_main import fit_main_args
+from train.lock import held_lock
 from train.loop import FitOptions
 
 _POLL_SECONDS = 0.2
@@ -75,9 +80,13 @@ def run_torchrun(
 
     Raises :class:`TrainingProcessError` when the child exits with an error or without a result.
     """
+    lock = held_lock(stop_file.parent)
+    child_env = dict(os.environ if env is None else env)
+    if lock is not None:
+        child_env = lock.child_env(child_env)
     process = subprocess.Popen(
         argv,
-        env=dict(env) if env is not None else None,
+        env=child_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

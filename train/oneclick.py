@@ -22,6 +22,7 @@ from train.steps import (
     ExtractOutcome,
     IndexOutcome,
     PreprocessOutcome,
+    holds_experiment_lock,
     run_check,
     run_extract,
     run_index,
@@ -94,6 +95,7 @@ def _resume_commands(steps: list[StepRequest]) -> list[str]:
     return [step.command_line() for step in steps if step.STEP != "check"]
 
 
+@holds_experiment_lock
 def run_all(request: AllRequest, callbacks: Callbacks | None = None) -> AllOutcome:
     """Run every step of ``request`` in order; progress covers the whole run (messages start with the step)."""
     callbacks = callbacks or Callbacks()

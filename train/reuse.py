@@ -34,7 +34,7 @@ from train.checkpointing import find_latest_pair
 from train.commands import ExtractRequest, FitRequest, IndexRequest, PreprocessRequest, ReuseRequest
 from train.experiment import ExperimentConfig, ExperimentError, ExperimentPaths, open_experiment
 from train.preprocess import PreprocessReport
-from train.steps import Callbacks, Folders
+from train.steps import Callbacks, Folders, holds_experiment_lock
 
 _TEMP_NAME = ".reuse-in-progress"
 _SKIPPED_SUFFIXES = (".spec.pt", ".tmp")  # spectrogram caches are rebuilt; temporary files are not data
@@ -216,8 +216,12 @@ def _plan(source: ExperimentPaths, old: ExperimentConfig, new: ExperimentConfig)
     return folders, skipped
 
 
+@holds_experiment_lock
 def run_reuse(request: ReuseRequest, callbacks: Callbacks | None = None) -> ReuseOutcome:
-    """Set experiment ``request.name`` up from experiment ``request.source`` (see the module docstring)."""
+    """Set experiment ``request.name`` up from experiment ``request.source`` (see the module docstring).
+
+    The new experiment's folder is locked meanwhile (:mod:`train.lock`); the source is only read.
+    """
     callbacks = callbacks or Callbacks()
     folders = Folders.of(request)
     source, target = folders.experiment(request.source), folders.experiment(request.name)

@@ -7,14 +7,20 @@ outcomes; ``fit`` is in :mod:`train.fit_step`, ``all`` in :mod:`train.oneclick`,
 
 Only preprocessing (and reuse) sets an experiment up; the other steps need its
 ``config.json`` and refuse settings that contradict it.
+
+Every step that writes into the experiment folder (preprocess, extract, fit,
+index, all, reuse) holds the experiment's lock (:mod:`train.lock`) while it
+runs (:func:`holds_experiment_lock`); a second one is refused with
+:class:`~train.lock.ExperimentBusyError`.  ``check`` only reads and takes no lock.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from config import Settings
 from infer.assets import asset_path
@@ -24,12 +30,15 @@ from train.commands import CheckRequest, ExperimentRequest, ExtractRequest, Inde
 from train.dataset_check import DatasetCheck, check_dataset
 from train.experiment import ExperimentConfig, ExperimentError, ExperimentPaths, check_same_settings, open_experiment
 from train.extract import HUBERT_DOWNLOAD, ExtractReport, extract_features, extract_pitch
+from train.flags import quote_command
 from train.index import IndexBuildCancelled, IndexBuildError, IndexReport, build_index
+from train.lock import experiment_lock
 from train.mute import ensure_mute
 from train.preprocess import PreprocessError, PreprocessReport, preprocess_dataset
 from train.resources import default_pitch_processes
 
 Progress = Callable[[float, str], None]
+Step = TypeVar("Step", bound=Callable[..., Any])
 NEW_EXPERIMENT_DEFAULTS = ("v2", "40k", True)  # the Train tab's defaults (spec §9.4)
 
 
@@ -101,6 +110,23 @@ class Folders:
         return Path(given) if given is not None else asset_path("hubert_base", root=self.assets_dir)
 
 
+def holds_experiment_lock(run: Step) -> Step:
+    """Decorator for ``run(request, callbacks=None)``: the lock of ``request.name``'s folder is held while it runs.
+
+    Nested locked steps in one thread (``all``) share the outer lock.
+    """
+
+    @functools.wraps(run)
+    def locked(request: Any, callbacks: Callbacks | None = None) -> Any:
+        callbacks = callbacks or Callbacks()
+        root = Folders.of(request).experiment(request.name).root
+        command = quote_command(request.argv(python="python"))
+        with experiment_lock(root, command=command, log=callbacks.note):
+            return run(request, callbacks)
+
+    return locked  # type: ignore[return-value]
+
+
 def _load_config(paths: ExperimentPaths) -> ExperimentConfig:
     if not paths.config.is_file():
         raise ExperimentError(
@@ -160,6 +186,7 @@ class PreprocessOutcome:
         return asdict(self)
 
 
+@holds_experiment_lock
 def run_preprocess(request: PreprocessRequest, callbacks: Callbacks | None = None) -> PreprocessOutcome:
     """Step 1: pieces of every recording in ``request.dataset`` (spec §2), then the dataset check.
 
@@ -222,6 +249,7 @@ def extraction_devices(request: ExtractRequest, folders: Folders) -> list[str]:
     return [f"cuda:{i}" for i in ids] if ids else [folders.device]
 
 
+@holds_experiment_lock
 def run_extract(request: ExtractRequest, callbacks: Callbacks | None = None) -> ExtractOutcome:
     """Step 2: pitch (with pitch guidance) and content features for every piece; resumable (spec §3, §4).
 
@@ -293,6 +321,7 @@ class IndexOutcome:
         return asdict(self)
 
 
+@holds_experiment_lock
 def run_index(request: IndexRequest, callbacks: Callbacks | None = None) -> IndexOutcome:
     """Step 4: the FAISS index in the experiment folder and a copy in ``<assets>/indices`` (spec §7.1).
 

@@ -9,6 +9,10 @@ objects with ``progress`` / ``message`` keys (``--json-progress``) update the
 job's progress instead.  The UI polls a job (a timer, never a blocked
 worker), so any number of browser sessions can watch the same job.
 
+A step that fails shows its last ``error: ...`` line as the job's message
+(such as the library's refusal when another process trains the experiment,
+see :mod:`train.lock`).
+
 Stopping (RVC FAQ Q13: its Stop did not stop anything): write the stop file
 of the experiment (the trainer saves a checkpoint and exits), send SIGTERM to
 the step (CTRL_BREAK on Windows), and kill the whole process group when it
@@ -63,6 +67,7 @@ class Job:
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _stop_requested: bool = field(default=False, repr=False)
     _step_stopped: bool = field(default=False, repr=False)  # a step said it stopped early (a stop file from elsewhere)
+    _last_error: str = field(default="", repr=False)  # the running step's last "error: ..." line
     _process: subprocess.Popen | None = field(default=None, repr=False)
     _metrics: MetricsReader | None = field(default=None, repr=False)
 
@@ -77,6 +82,7 @@ class Job:
                         state = JobState.STOPPED
                         break
                     self.step_index, self.progress, self.message = index, None, step.label
+                    self._last_error = ""
                     self._lines.append(f"$ {step.command_line or ' '.join(step.argv)}")
                 code = self._run_step(step)
                 with self._lock:
@@ -86,6 +92,7 @@ class Job:
                         break
                     if code != 0:
                         self._lines.append(f"[{step.label}] exited with status {code}")
+                        self.message = self._last_error or self.message
                         state = JobState.FAILED
                         break
         except OSError as exc:  # the program could not be started
@@ -142,6 +149,8 @@ class Job:
         with self._lock:
             if update is None:
                 self._lines.append(line)
+                if line.startswith("error:"):
+                    self._last_error = line.removeprefix("error:").strip()
                 return
             if update.progress is not None:
                 self.progress = update.progress

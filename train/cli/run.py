@@ -7,12 +7,15 @@ results to stdout.  With ``--json-progress``, stdout holds only JSON lines,
 ``{"progress": 1.0, "message": <summary>, "step": <step>, "stopped": <bool>,
 "result": {...}}``; everything else goes to stderr.  Errors are one ``error:
 ...`` line on stderr (exit 1; usage errors exit 2).  A stop (Ctrl+C, SIGTERM or
-the experiment's ``STOP`` file) ends the step cleanly with exit 0.
+the experiment's ``STOP`` file) ends the step cleanly with exit 0.  The steps
+that write into the experiment hold its lock (:mod:`train.lock`) from before
+the old stop file is cleared to the end; a busy experiment is an error (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -24,6 +27,8 @@ from train.cli.args import request_from_args
 from train.commands import REQUESTS
 from train.distributed import StopRequest
 from train.fit_step import run_fit
+from train.flags import quote_command
+from train.lock import experiment_lock
 from train.oneclick import run_all
 from train.reuse import run_reuse
 from train.steps import Callbacks, Folders, run_check, run_extract, run_index, run_preprocess
@@ -37,6 +42,7 @@ RUNNERS: dict[str, Callable[..., Any]] = {
     "all": run_all,
     "reuse": run_reuse,
 }
+UNLOCKED_STEPS = frozenset({"check"})  # it only reads the experiment
 
 
 class Output:
@@ -87,10 +93,14 @@ def handle(args: argparse.Namespace, console: Console) -> int:
     """Run the parsed step; returns its exit code (errors are raised and reported by the caller)."""
     request = request_from_args(REQUESTS[args.step], args)
     output = Output(args.json_progress)
-    stop_file = Folders.of(request).experiment(request.name).stop_file
-    stop_file.unlink(missing_ok=True)  # left from an earlier stop, it must not end this run
+    paths = Folders.of(request).experiment(request.name)
+    locked = args.step not in UNLOCKED_STEPS
+    command = quote_command(request.argv(python="python"))
+    lock = experiment_lock(paths.root, command=command, log=output.log) if locked else contextlib.nullcontext()
     try:
-        with StopRequest(stop_file) as stop:
+        with lock, StopRequest(paths.stop_file) as stop:
+            if locked:  # a stop file left from an earlier stop must not end this run (a reader leaves it alone)
+                paths.stop_file.unlink(missing_ok=True)
             callbacks = Callbacks(
                 progress=output.progress, log=output.log, say=output.say, cancel=lambda: stop.reason() is not None
             )
