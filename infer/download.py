@@ -283,9 +283,14 @@ def download_file(
     bytes arrive (``bytes_done`` counts resumed bytes too).  A cut connection is
     retried up to ``retries`` times, waiting ``backoff * 2**n`` seconds, resuming
     the part file.  Raises :class:`OfflineError`, :class:`ChecksumError`,
-    :class:`DownloadCancelled` or :class:`DownloadError`.
+    :class:`DownloadCancelled` or :class:`DownloadError` (also for a URL that is not http(s):
+    urllib would otherwise read ``file:`` and ``ftp:`` URLs too).
     """
     dest = Path(dest)
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise DownloadError(
+            f"Cannot download '{dest.name}': '{url}' is not an http(s) URL. Give an address starting with https://."
+        )
     sha256 = sha256.lower() if sha256 else None
     if not force and dest.is_file() and _is_verified(dest, expected_size, sha256):
         return dest

@@ -3,6 +3,9 @@
 Every button of the tab becomes one or more :mod:`train.commands` requests;
 each request gives the argument list the job runner starts (no shell) and
 the command line shown to the user, which runs the same step from a terminal.
+The experiment name must be a plain folder name, and the typed dataset and
+pretrained G/D paths must lie in folders the server reads
+(:class:`webui.paths.PathPolicy`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from train.commands import (
 )
 from train.experiment import ExperimentConfig, ExperimentError, ExperimentPaths
 from webui.jobs import JobStep
+from webui.paths import PathPolicy, file_name
 
 R = TypeVar("R", bound=StepRequest)
 _QUOTES_AND_SPACE = " \t\r\n\"'\u202a\u202b\u202c\u202d\u202e"  # pasted paths often carry quotes or bidi marks
@@ -94,6 +98,27 @@ def _folders(settings: Settings, *wanted: str) -> dict[str, Path]:
     return {name: getattr(settings, name) for name in wanted if getattr(settings, name) != getattr(defaults, name)}
 
 
+def checked_experiment_name(form: TrainForm) -> str:
+    """The form's experiment name when it is one plain folder name; raises ``RequestError`` naming the rule."""
+    name = form.experiment_name
+    if not name:
+        raise RequestError("Enter an experiment name.")
+    CheckRequest(name=name)  # the CLI's rule: a plain folder name (no '/', '..'), not a reserved one
+    try:
+        file_name(name, "Experiment name")  # and one every file system takes (no ':', '*', leading '.' ...)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from exc
+    return name
+
+
+def _pretrained(settings: Settings, text: str, what: str) -> str:
+    """A typed pretrained G/D path, checked to be readable; "" and "none" (train from scratch) stay as they are."""
+    cleaned = clean_path(text)
+    if cleaned.lower() in ("", "none"):
+        return cleaned
+    return str(PathPolicy(settings).readable(cleaned, what))
+
+
 def _experiment_fields(form: TrainForm) -> dict[str, Any]:
     overrides = None
     if form.config_overrides.strip():
@@ -102,7 +127,7 @@ def _experiment_fields(form: TrainForm) -> dict[str, Any]:
         except ValueError as exc:
             raise RequestError(f"The config overrides are not valid JSON: {exc}") from exc
     return dict(
-        name=form.experiment_name,
+        name=checked_experiment_name(form),
         sample_rate=form.sample_rate,
         version=form.version,
         use_f0=bool(form.use_f0),
@@ -136,7 +161,7 @@ def preprocess_request(form: TrainForm, settings: Settings) -> PreprocessRequest
         PreprocessRequest,
         **_experiment_fields(form),
         **_folders(settings, "logs_dir"),
-        dataset=Path(dataset),
+        dataset=PathPolicy(settings).readable(dataset, "Training folder"),
         processes=int(form.processes) or None,
     )
 
@@ -168,8 +193,8 @@ def fit_request(form: TrainForm, settings: Settings) -> FitRequest:
         batch_size=int(form.batch_size),
         latest_only=bool(form.latest_only),
         save_small_models=bool(form.save_small_models),
-        pretrained_g=clean_path(form.pretrained_g),
-        pretrained_d=clean_path(form.pretrained_d),
+        pretrained_g=_pretrained(settings, form.pretrained_g, "Pretrained G"),
+        pretrained_d=_pretrained(settings, form.pretrained_d, "Pretrained D"),
         gpus=form.gpus.strip() or None,
         device=None if form.gpus.strip() else _device(form, settings),
         precision=form.precision or "auto",
@@ -180,7 +205,10 @@ def fit_request(form: TrainForm, settings: Settings) -> FitRequest:
 
 def index_request(form: TrainForm, settings: Settings) -> IndexRequest:
     return _make(
-        IndexRequest, name=form.experiment_name, **_folders(settings, "logs_dir", "assets_dir"), version=form.version
+        IndexRequest,
+        name=checked_experiment_name(form),
+        **_folders(settings, "logs_dir", "assets_dir"),
+        version=form.version,
     )
 
 
@@ -202,11 +230,7 @@ def job_steps(requests: list[StepRequest]) -> list[JobStep]:
 
 def experiment_paths(form: TrainForm, settings: Settings) -> ExperimentPaths:
     """The experiment's folders under the logs folder; raises ``RequestError`` for a name that is not one folder."""
-    name = form.experiment_name
-    if not name:
-        raise RequestError("Enter an experiment name.")
-    CheckRequest(name=name)  # the CLI's rule: a plain folder name (no '/', '..'), not a reserved one
-    return ExperimentPaths(settings.logs_dir / name)
+    return ExperimentPaths(settings.logs_dir / checked_experiment_name(form))
 
 
 def resume_point(paths: ExperimentPaths, epochs: int) -> int:

@@ -41,6 +41,7 @@ _LAZY = {
     "read_voice_manifest": "infer.ckpt.bundle",
     "import_bundle": "infer.ckpt.bundle_import",
     "ImportedVoice": "infer.ckpt.bundle_import",
+    "FetchOptions": "infer.ckpt.bundle_import",
     "VoiceExistsError": "infer.ckpt.bundle_import",
     "UnsafeZipError": "infer.ckpt.zipsafe",
     "export_onnx": "infer.ckpt.onnx_export",

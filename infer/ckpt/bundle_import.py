@@ -37,11 +37,29 @@ from infer.ckpt.bundle import (
 )
 from infer.ckpt.common import CkptError, Progress, default_indices_dir, default_weights_dir, report, safe_voice_name
 from infer.ckpt.zipsafe import GiB, MiB, ZipMember, check_members, check_size, extract_member
+from infer.url_policy import FetchError, Resolver, UrlRefusedError, fetch_url
 
 MAX_MODEL_BYTES = 1 * GiB  # the largest RVC voices are ~230 MB
 MAX_INDEX_BYTES = 8 * GiB  # an index of hours of speech
 MAX_MANIFEST_BYTES = 1 * MiB
+MAX_DOWNLOAD_BYTES = MAX_MODEL_BYTES + MAX_INDEX_BYTES + 64 * MiB  # the largest bundle worth fetching
 _TRAINING_FILE = re.compile(r"^(?:[GD]_\d+|(?:f0)?[GD](?:32|40|48)k)\.pth$", re.I)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How a URL source is fetched (see :mod:`infer.url_policy`).
+
+    ``allow_private_urls`` lets the import fetch loopback/private/link-local
+    addresses (off by default; the CLI, run by the machine's owner, turns it
+    on; the web UI only with ``--allow-private-urls``).  ``max_bytes`` caps the
+    download; ``resolver`` replaces DNS (tests).
+    """
+
+    allow_private_urls: bool = False
+    max_bytes: int | None = MAX_DOWNLOAD_BYTES
+    resolver: Resolver | None = None
 
 
 class VoiceExistsError(CkptError):
@@ -160,11 +178,14 @@ def _plan(zf: zipfile.ZipFile, members: list[ZipMember], zip_path: Path, choice:
     return _Plan(manifest, model, index, warnings)
 
 
-def _fetch(source: str | Path, staging: Path, progress: Progress | None, cancel) -> Path:
-    text = str(source).strip()
-    if text.lower().startswith(("http://", "https://")):
-        from infer.download import DownloadError, download_file
+def _looks_like_url(text: str) -> bool:
+    """``scheme:...`` that is not an existing file (one-letter schemes are Windows drive letters)."""
+    return bool(_URL_SCHEME.match(text)) and not Path(text).is_file()
 
+
+def _fetch(source: str | Path, staging: Path, progress: Progress | None, cancel, fetch: FetchOptions) -> Path:
+    text = str(source).strip()
+    if isinstance(source, str) and _looks_like_url(text):
         name = Path(unquote(urlsplit(text).path)).name or "voice.zip"
         dest = staging / ("download-" + re.sub(r"[^\w.\-]", "_", name))
 
@@ -172,9 +193,17 @@ def _fetch(source: str | Path, staging: Path, progress: Progress | None, cancel)
             report(progress, 0.4 * done / total if total else 0.0, f"downloading {name}")
 
         try:
-            return download_file(text, dest, progress=on_bytes, cancel=cancel)
-        except DownloadError as exc:
-            raise CkptError(f"Could not download the voice from {text}: {exc}") from exc
+            return fetch_url(
+                text,
+                dest,
+                allow_private=fetch.allow_private_urls,
+                max_bytes=fetch.max_bytes,
+                resolver=fetch.resolver,
+                progress=on_bytes,
+                cancel=cancel,
+            )
+        except (UrlRefusedError, FetchError) as exc:
+            raise CkptError(f"{exc} Nothing was imported.") from exc
     path = Path(source)
     if not path.is_file():
         raise CkptError(f"'{path}' does not exist or is not a file. Pass a .zip path or an http(s) URL.")
@@ -208,8 +237,9 @@ def import_bundle(
     overwrite: bool = False,
     progress: Progress | None = None,
     cancel=None,
+    fetch: FetchOptions | None = None,
 ) -> ImportedVoice:
-    """Import a voice from a ``.zip`` path or an http(s) URL (downloads resume and are checked).
+    """Import a voice from a ``.zip`` path or an http(s) URL (fetched as ``fetch`` says).
 
     Our bundles and other apps' zips (a ``.pth`` and an ``.index`` at any
     folder depth) both work; ``member`` picks the model in a zip that holds
@@ -218,6 +248,9 @@ def import_bundle(
     (unless ``overwrite``), :class:`~infer.ckpt.zipsafe.UnsafeZipError` for a
     hostile zip, :class:`CkptError` for anything else; in every failure case
     nothing is left behind.  ``cancel()`` returning True stops a download.
+    A URL must be http(s); by default it may not point at a local or private
+    address and may not be larger than :data:`MAX_DOWNLOAD_BYTES`
+    (:class:`FetchOptions`).
     """
     from infer.retrieval import FeatureIndex
 
@@ -226,7 +259,7 @@ def import_bundle(
     weights_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".import-", dir=weights_dir))
     try:
-        zip_path = _fetch(source, staging, progress, cancel)
+        zip_path = _fetch(source, staging, progress, cancel, fetch or FetchOptions())
         report(progress, 0.4, f"checking {zip_path.name}")
         try:
             zf = zipfile.ZipFile(zip_path)

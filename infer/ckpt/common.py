@@ -106,6 +106,32 @@ def resolve_output(
     return given if given.suffix.lower() == suffix else given.with_name(given.name + suffix)
 
 
+def named_output(name: str, folder: str | Path | None, suffix: str = ".pth", what: str = "save name") -> Path:
+    """``<folder>/<name><suffix>`` for a save *name*: a name with a folder part, ``..`` or a leading dot is refused.
+
+    The library's callers that take names from users (the web UI) pass them
+    here, so a name can never write outside ``folder`` (default: the weights folder).
+    """
+    base = Path(folder) if folder is not None else default_weights_dir()
+    text = name.strip()
+    stem = safe_voice_name(text[: -len(suffix)] if text.lower().endswith(suffix) else text, what)
+    path = base / f"{stem}{suffix}"
+    if path.parent != base:
+        raise CkptError(f"{what} {name!r} would leave '{base}'; give a plain file name.")
+    return path
+
+
+def output_for(
+    output: str | Path | None, name: str | None, default_name: str, folder: str | Path | None, suffix: str = ".pth"
+) -> Path:
+    """The output file from either a save ``name`` (:func:`named_output`) or an ``output`` (:func:`resolve_output`)."""
+    if name is not None and output is not None:
+        raise CkptError(f"Give either a name ({name!r}) or an output path ({str(output)!r}), not both.")
+    if name is not None:
+        return named_output(name, folder, suffix)
+    return resolve_output(output, default_name, folder, suffix)
+
+
 def check_writable(path: Path, overwrite: bool) -> None:
     """Refuse an existing ``path`` unless ``overwrite``; refuse a folder in any case."""
     if path.is_dir():

@@ -37,8 +37,8 @@ from infer.ckpt.common import (
     Progress,
     SavedVoice,
     check_writable,
+    output_for,
     report,
-    resolve_output,
     safe_voice_name,
 )
 from infer.models.config import FEATURE_DIMS, SynthesizerConfig, preset, sample_rate_from_tag
@@ -285,6 +285,7 @@ def extract_voice(
     checkpoint: str | Path,
     output: str | Path | None = None,
     *,
+    name: str | None = None,
     weights_dir: str | Path | None = None,
     version: str | None = None,
     sample_rate: int | str | None = None,
@@ -296,7 +297,7 @@ def extract_voice(
     """Extract a small model from ``checkpoint`` (a G_*.pth) and write it atomically.
 
     ``output``: a name (``alice`` → ``<weights_dir>/alice.pth``) or a path;
-    default ``<experiment>_e<epoch>`` when the experiment folder is found
+    ``name`` instead is only ever a file name in ``weights_dir``; default ``<experiment>_e<epoch>`` when the experiment folder is found
     (the name the trainer gives its own exports, so the experiment's index
     pairs with it), else the checkpoint's stem.  ``weights_dir`` defaults to
     ``$RVC_WEIGHTS_DIR`` or ``weights/``.  Other arguments as in
@@ -313,7 +314,7 @@ def extract_voice(
     default = (
         f"{safe_voice_name(experiment.name, 'experiment name')}_e{ckpt.iteration}" if experiment else checkpoint.stem
     )
-    path = resolve_output(output, default, weights_dir)
+    path = output_for(output, name, default, weights_dir)
     check_writable(path, overwrite)
     report(progress, 0.5, "extracting the voice")
     small = extract_small_model(

@@ -21,9 +21,9 @@ from infer.ckpt.common import (
     SavedVoice,
     as_small_model,
     check_writable,
+    output_for,
     read_voice_weights,
     report,
-    resolve_output,
 )
 from infer.models.config import tag_from_sample_rate
 from infer.safe_load import ModelFileError, load_torch_file
@@ -131,13 +131,15 @@ def set_voice_info(
     info: str,
     output: str | Path | None = None,
     *,
+    name: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> SavedVoice:
     """Set the ``info`` text of a voice model; everything else in the file is kept as it was.
 
     Without ``output`` the file is rewritten in place (atomically).  A bare
-    name in ``output`` lands in the *same folder* as ``path``; an existing
+    name in ``output`` (or ``name``, which is only ever a file name) lands in
+    the *same folder* as ``path``; an existing
     other file is refused unless ``overwrite``.
     """
     path = Path(path)
@@ -149,7 +151,8 @@ def set_voice_info(
         )
     if not isinstance(info, str):
         raise CkptError(f"The new info for '{path}' must be text.")
-    target = path if output is None else resolve_output(output, path.stem, path.parent)
+    in_place = output is None and name is None
+    target = path if in_place else output_for(output, name, path.stem, path.parent)
     if target.resolve() != path.resolve():
         check_writable(target, overwrite)
     obj["info"] = info

@@ -23,9 +23,9 @@ from infer.ckpt.common import (
     SavedVoice,
     as_small_model,
     check_writable,
+    output_for,
     read_voice_weights,
     report,
-    resolve_output,
 )
 from infer.models.config import tag_from_sample_rate
 
@@ -141,6 +141,7 @@ def merge_voices(
     output: str | Path | None = None,
     *,
     info: str = "",
+    name: str | None = None,
     weights_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -150,11 +151,12 @@ def merge_voices(
     Inputs are small models (``weights/*.pth``) or ``G_*.pth`` checkpoints
     (their rate and version come from their experiment folder or weights).
     ``output``: a name (``mix`` → ``<weights_dir>/mix.pth``) or a path, default
-    ``<a>+<b>``; an existing file is refused unless ``overwrite``.  Returns the
+    ``<a>+<b>``; ``name`` instead is only ever a file name in ``weights_dir``
+    (a name with a folder part is refused); an existing file is refused unless ``overwrite``.  Returns the
     written path, the merged model and warnings.  See :func:`merge_small_models`.
     """
     a, b = Path(a), Path(b)
-    path = resolve_output(output, f"{a.stem}+{b.stem}", weights_dir)
+    path = output_for(output, name, f"{a.stem}+{b.stem}", weights_dir)
     check_writable(path, overwrite)
     report(progress, 0.0, f"reading {a.name}")
     model_a = _load(a)

@@ -32,7 +32,7 @@ import torch
 
 from infer.atomic import atomic_path
 from infer.checkpoints import SmallModel, read_small_model
-from infer.ckpt.common import CkptError, Progress, check_writable, report, resolve_output
+from infer.ckpt.common import CkptError, Progress, check_writable, output_for, report
 from infer.ckpt.onnx_graph import export_module
 from infer.models.synthesizer import Synthesizer
 
@@ -183,6 +183,7 @@ def export_onnx(
     voice: str | Path | SmallModel,
     output: str | Path | None = None,
     *,
+    name: str | None = None,
     weights_dir: str | Path | None = None,
     opset: int = DEFAULT_OPSET,
     nsf_noise: bool = True,
@@ -191,8 +192,9 @@ def export_onnx(
 ) -> OnnxExport:
     """Export ``voice`` (a small-model path or :class:`SmallModel`) to an ``.onnx`` file, float32, written atomically.
 
-    ``output``: a path, or a name placed in ``weights_dir``; default beside the
-    voice as ``<voice>.onnx``.  ``nsf_noise=False`` leaves the pitch source's
+    ``output``: a path, or a name placed in ``weights_dir``; ``name`` instead is
+    only ever a file name in ``weights_dir``; default beside the voice as
+    ``<voice>.onnx``.  ``nsf_noise=False`` leaves the pitch source's
     random noise out of the graph (fully deterministic output for a given
     ``rnd``).  Returns an :class:`OnnxExport` describing the inputs and the
     noise ``rnd`` expects.  Raises :class:`CkptError` if the export fails.
@@ -204,10 +206,10 @@ def export_onnx(
     source = None if isinstance(voice, SmallModel) else Path(voice)
     report(progress, 0.0, "reading the voice")
     model = voice if isinstance(voice, SmallModel) else read_small_model(source)
-    if output is None and source is not None and weights_dir is None:
+    if output is None and name is None and source is not None and weights_dir is None:
         path = source.with_suffix(".onnx")
     else:
-        path = resolve_output(output, source.stem if source else "voice", weights_dir, suffix=".onnx")
+        path = output_for(output, name, source.stem if source else "voice", weights_dir, suffix=".onnx")
     check_writable(path, overwrite)
     synthesizer = Synthesizer.from_config(model.config, with_posterior=False)
     synthesizer.load_state_dict({k: v.float() for k, v in model.weight.items()}, strict=True)

@@ -107,7 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     bundle.set_defaults(handler=run_bundle)
 
     imp = tools.add_parser("import", help="install a voice from a .zip path or URL (ours or another app's)")
-    imp.add_argument("source", help=".zip path or http(s) URL")
+    imp.add_argument("source", help=".zip path or http(s) URL (local-network addresses are allowed here)")
     imp.add_argument("--name", help="name for the voice (default: from the bundle)")
     imp.add_argument("--member", help="which .pth to import from a zip that holds several")
     imp.add_argument("--indices-dir", type=Path, metavar="DIR", help="where the index goes (default assets/indices)")
@@ -218,7 +218,7 @@ def run_bundle(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_import(args: argparse.Namespace, console: Console) -> int:
-    from infer.ckpt import import_bundle
+    from infer.ckpt import FetchOptions, import_bundle
 
     settings = _settings(args)
     result = import_bundle(
@@ -229,6 +229,7 @@ def run_import(args: argparse.Namespace, console: Console) -> int:
         indices_dir=args.indices_dir or settings.assets_dir / "indices",
         overwrite=args.force,
         progress=_progress(console),
+        fetch=FetchOptions(allow_private_urls=True),  # the machine's owner may fetch from the local network
     )
     lines = [f"imported voice '{result.name}': {result.voice_path}"]
     if result.index_path:

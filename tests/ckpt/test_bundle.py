@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infer.checkpoints import read_small_model
-from infer.ckpt import CkptError, VoiceExistsError, import_bundle, make_bundle, read_voice_manifest
+from infer.ckpt import CkptError, FetchOptions, VoiceExistsError, import_bundle, make_bundle, read_voice_manifest
 from infer.index_pairing import find_index_for_voice
 from infer.retrieval import FeatureIndex
 from infer.testing.voice import save_tiny_voice
@@ -222,12 +222,13 @@ def test_import_from_url(voice_a, alice_index, tmp_path, target):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         seen: list[float] = []
-        imported = import_bundle(f"{url}/voices/alice.zip", progress=lambda f, m: seen.append(f), **target)
+        local = FetchOptions(allow_private_urls=True)  # a 127.0.0.1 server: allowed as the CLI allows it
+        imported = import_bundle(f"{url}/voices/alice.zip", progress=lambda f, m: seen.append(f), fetch=local, **target)
         assert imported.voice_path.read_bytes() == voice_a.read_bytes() and imported.index_path.is_file()
         assert seen[-1] == 1.0 and seen == sorted(seen)
         assert sorted(p.name for p in target["weights_dir"].iterdir()) == ["alice.pth", "alice.voice.json"]
         with pytest.raises(CkptError, match="Could not download"):
-            import_bundle(f"{url}/voices/missing.zip", name="other", **target)
+            import_bundle(f"{url}/voices/missing.zip", name="other", fetch=local, **target)
     finally:
         server.shutdown()
 

@@ -55,8 +55,8 @@ def test_onnx_export_writes_a_model_that_onnxruntime_runs(ctx, settings, alice):
     assert audio.size == frames * 400 and np.isfinite(audio).all()
     with pytest.raises(gr.Error, match=r"alice\.onnx' already exists"):
         with_file(ctx, ckpt_actions.export_onnx)("alice.pth", "", False)  # there: not replaced unasked
-    text, named = with_file(ctx, ckpt_actions.export_onnx)("alice.pth", str(settings.root / "out" / "a.onnx"), True)
-    assert Path(named).is_file()
+    text, named = with_file(ctx, ckpt_actions.export_onnx)("alice.pth", "a", True)  # a name: into weights/
+    assert named == str(settings.weights_dir / "a.onnx") and Path(named).is_file()
 
 
 def test_bundle_holds_the_voice_and_its_paired_index(ctx, settings, alice):
@@ -93,7 +93,7 @@ def test_import_puts_the_voice_where_convert_finds_it_and_never_replaces_unasked
 def test_bad_choices_become_messages(ctx, settings, alice, tmp_path):
     with pytest.raises(gr.Error, match="Choose a voice"):
         with_file(ctx, ckpt_actions.make_bundle)("", "auto", False)
-    wrong = write_index(tmp_path / "wrong.index", 16)
+    wrong = write_index(settings.logs_dir / "wrong.index", 16)
     with pytest.raises(gr.Error, match="16"):
         with_file(ctx, ckpt_actions.make_bundle)("alice.pth", str(wrong), False)
     assert not (settings.weights_dir / "alice.zip").exists()

@@ -7,6 +7,7 @@ import shlex
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -42,6 +43,7 @@ def settings(tmp_path) -> Settings:
         weights_dir=tmp_path / "weights",
         logs_dir=tmp_path / "logs",
         device="cpu",
+        input_dirs=(Path("/data"),),  # the form's dataset folder, as with --allow-path /data
     )
 
 

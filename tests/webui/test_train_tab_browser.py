@@ -89,7 +89,7 @@ def progress_state(page) -> str | None:
 def test_train_stop_resume_extract_export(start_server, installation, dataset, new_page, artifacts_dir):
     from playwright.sync_api import expect
 
-    server = start_server(env={"RVC_DEVICE": "cpu"})
+    server = start_server(env={"RVC_DEVICE": "cpu", "RVC_INPUT_DIRS": str(dataset)})  # as --allow-path
     page = new_page(server)
     page.get_by_role("tab", name="Train").click()
     textbox(page, "train-name").fill(EXPERIMENT)

@@ -1,7 +1,8 @@
 """The ckpt tab (spec §9.5): merge two voices, show and change a voice's info, extract a voice from a G_ checkpoint.
 
 Thin adapters over :mod:`webui.ckpt_actions` (which calls :mod:`infer.ckpt`):
-library errors become ``gr.Error`` here.  Rate, pitch and version of a
+library errors become ``gr.Error`` here.  Save names are file names (they go
+into ``weights/``); typed paths must be inside the studio's folders.  Rate, pitch and version of a
 merge come from the voices themselves; for an extraction they are filled in
 from the checkpoint's experiment folder.
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from config import Settings
 from infer.ckpt import OutputExistsError, VoiceExistsError
 from infer.models.config import FEATURE_DIMS
 from webui import ckpt_actions
@@ -131,7 +133,7 @@ def build(ctx: UIContext) -> None:
         api_name="ckpt_extract",
     )
     checkpoint.change(
-        fill_from_experiment,
+        lambda choice: fill_from_experiment(choice, settings),
         checkpoint,
         [extract_sr, extract_version, extract_f0],
         show_progress="hidden",
@@ -146,9 +148,12 @@ def build(ctx: UIContext) -> None:
     )
 
 
-def fill_from_experiment(choice: str | None) -> tuple:
-    """Extract form updates (rate, version, pitch) from the checkpoint's experiment; unknown ones are left as they are."""
-    found = ckpt_actions.checkpoint_settings(choice)
+def fill_from_experiment(choice: str | None, settings: Settings | None = None) -> tuple:
+    """Extract form updates (rate, version, pitch) from the checkpoint's experiment; unknown ones are left as they are.
+
+    With ``settings``, a checkpoint outside the folders the server reads is an unknown one.
+    """
+    found = ckpt_actions.checkpoint_settings(choice, settings)
     return (
         gr.update(value=found.sample_rate) if found.sample_rate in SAMPLE_RATES else gr.skip(),
         gr.update(value=found.version) if found.version in FEATURE_DIMS else gr.skip(),

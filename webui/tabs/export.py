@@ -1,6 +1,9 @@
 """The Export tab: a voice to ONNX (spec §9.6), and voice bundles (a zip: model + index + voice.json) out and in.
 
 Thin adapters over :mod:`webui.ckpt_actions`; library errors become ``gr.Error``.
+The ONNX file and bundles are written into ``weights/`` (the ONNX box takes a
+file name, not a path); the import URL box takes public http(s) URLs only,
+files come from the upload box.
 """
 
 from __future__ import annotations
