@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from infer.batch import BatchItem, collect_inputs, convert_batch
 from infer.cache import ModelCache
 from infer.convert import convert_file, prepare
 from infer.params import ConversionResult, ConvertParams
+from webui.paths import PathPolicy
 
 Progress = Callable[[float, str], None]
 OUTPUT_MAX_AGE_S = 6 * 3600  # single conversions are served from a temporary folder for this long
@@ -57,25 +59,47 @@ def make_params(
     )
 
 
-def chosen_index(choice: str | None, index_rate: float) -> Path | None:
-    """The index to use: None for "no index" or index rate 0, else the chosen (or typed) file, which must exist."""
+def chosen_index(choice: str | None, index_rate: float, policy: PathPolicy) -> Path | None:
+    """The index to use: None for "no index" or index rate 0, else the chosen (or typed) file, which must exist.
+
+    A typed index path must lie in a folder ``policy`` lets the server read.
+    """
     text = clean_path(choice or "")
     if not text or index_rate <= 0:
         return None
-    path = Path(text)
+    path = policy.readable(text, "Index file")
     if not path.is_file():
         raise FileNotFoundError(f"Index file '{path}' does not exist. Choose one from the list, or no index.")
     return path
 
 
-def chosen_source(upload: str | None, typed_path: str | None) -> Path:
-    """The input audio: a typed server path wins over an upload (as RVC's folder wins over files)."""
+def chosen_source(upload: str | None, typed_path: str | None, policy: PathPolicy) -> Path:
+    """The input audio: a typed server path wins over an upload (as RVC's folder wins over files).
+
+    A typed path must lie in a folder ``policy`` lets the server read; uploads
+    were checked by the server's guard (they are this session's own).
+    """
     text = clean_path(typed_path or "")
     if text:
-        return Path(text)
+        return policy.readable(text, "Input path")
     if upload:
         return Path(upload)
     raise ValueError("Upload an audio file or type the path of one.")
+
+
+@contextmanager
+def uploads_named_by_name(*uploads: str | Path | None) -> Iterator[None]:
+    """Errors raised in the block name each upload by its file name, never by its path in the server's cache."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        message = str(exc)
+        for upload in uploads:
+            if upload:
+                message = message.replace(str(upload), Path(upload).name)
+        if message == str(exc):
+            raise
+        raise ValueError(message) from exc
 
 
 @dataclass(frozen=True)
@@ -148,20 +172,23 @@ class BatchRequest:
     params: ConvertParams
 
 
-def batch_inputs(folder_text: str | None, uploads: Sequence[str] | None) -> tuple[Path, ...]:
-    """The files of the typed input folder (it wins, as in RVC), else the uploaded files."""
+def batch_inputs(folder_text: str | None, uploads: Sequence[str] | None, policy: PathPolicy) -> tuple[Path, ...]:
+    """The files of the typed input folder (it wins, as in RVC; it must be readable by ``policy``), else the uploads."""
     folder = clean_path(folder_text or "")
     if folder:
-        return tuple(collect_inputs(folder))
+        found = collect_inputs(policy.readable(folder, "Input folder"))
+        return tuple(policy.readable(path, "Input folder") for path in found)  # no symlink out of the folder
     if uploads:
         return tuple(collect_inputs(list(uploads)))
     raise ValueError("Type an input folder or upload some audio files.")
 
 
 def output_folder(text: str | None, settings: Settings) -> Path:
-    """The typed output folder; a relative one is taken from the project folder (RVC's default ``opt``)."""
-    path = Path(clean_path(text or "") or "opt")
-    return path if path.is_absolute() else settings.root / path
+    """The typed output folder: ``opt`` or empty is ``settings.output_dir``, a relative one goes under it.
+
+    It must lie inside a folder the server writes (output, weights or logs).
+    """
+    return PathPolicy(settings).writable_dir(text, "Output folder")
 
 
 def run_batch(

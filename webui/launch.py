@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 from config import Settings
 
@@ -25,7 +30,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lang", help="UI language: en_US, zh_CN, ja_JP, ko_KR (default: each browser's own, else English)"
     )
+    parser.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="one more folder the UI may read typed paths from (repeatable; the studio folders always are)",
+    )
+    parser.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let bundle import fetch loopback/private/link-local addresses (off: public http(s) only)",
+    )
+    parser.add_argument("--max-upload-mb", type=int, metavar="N", help="largest uploaded file in MB (default 512)")
+    parser.add_argument(
+        "--max-input-minutes", type=float, metavar="N", help="longest input to convert in minutes (default 30)"
+    )
     args = parser.parse_args(argv)
+    for folder in args.allow_path:
+        if not Path(folder).expanduser().is_dir():
+            parser.error(f"--allow-path: '{folder}' is not a folder; create it or give an existing one")
+    if args.max_upload_mb is not None and args.max_upload_mb < 1:
+        parser.error(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    if args.max_input_minutes is not None and not args.max_input_minutes > 0:
+        parser.error(f"--max-input-minutes must be more than 0, got {args.max_input_minutes}")
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
     if args.auth is not None and (":" not in args.auth or not args.auth.split(":", 1)[0]):
@@ -43,6 +71,36 @@ def bypass_proxy_for_local_hosts() -> None:
     for name in ("NO_PROXY", "no_proxy"):
         present = [h.strip() for h in os.environ.get(name, "").split(",") if h.strip()]
         os.environ[name] = ",".join(present + [h for h in _LOCAL_HOSTS if h not in present])
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The environment's :class:`Settings` with the server flags applied (``--allow-path`` adds to ``RVC_INPUT_DIRS``)."""
+    settings = Settings.from_env()
+    folders = tuple(Path(folder).expanduser().resolve() for folder in args.allow_path)
+    changes: dict[str, object] = {"input_dirs": settings.input_dirs + folders}
+    if args.allow_private_urls:
+        changes["allow_private_urls"] = True
+    if args.max_upload_mb is not None:
+        changes["max_upload_mb"] = args.max_upload_mb
+    if args.max_input_minutes is not None:
+        changes["max_input_minutes"] = args.max_input_minutes
+    return replace(settings, **changes)
+
+
+def use_private_gradio_folder() -> Path:
+    """Point Gradio's upload/cache folder at a new folder only this process uses (removed at exit).
+
+    Gradio's default ``/tmp/gradio`` is shared by every Gradio app of the
+    machine; a private one means the guard's "files of this server" are
+    exactly the files of this folder.  Must run before gradio is imported.
+    """
+    base = os.environ.get("GRADIO_TEMP_DIR")
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="rvc-studio-gradio-", dir=base or None)).resolve()
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def report_installation_problems(settings: Settings, log: logging.Logger) -> int:
@@ -71,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request gradio makes to itself
     bypass_proxy_for_local_hosts()
+    settings = settings_from(args)
+    gradio_folder = use_private_gradio_folder()
     from webui.app import build_ui  # gradio is imported only when serving
     from webui.localize import UILanguage
+    from webui.security import guard_middleware
 
-    settings = Settings.from_env()
     report_installation_problems(settings, logging.getLogger("rvc-studio"))
     ui = UILanguage.create(args.lang)
     app = build_ui(settings, ui)
@@ -89,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         quiet=True,
         show_error=True,
         i18n=ui.gradio_i18n(),
+        max_file_size=settings.max_upload_mb * 1024 * 1024,
+        app_kwargs={"middleware": [guard_middleware(gradio_folder, settings.max_upload_mb)]},
     )
     return 0
 

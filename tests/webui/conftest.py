@@ -29,6 +29,7 @@ those settings and the English texts, no model cache).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -236,3 +237,65 @@ def ctx(settings) -> UIContext:
     """A context with the English texts (a plain ``t``, as a tab gets without the app's request-aware one)."""
     english = Translator.load()
     return UIContext(settings, lambda key: english.text(key, "en_US"), cache=None)
+
+
+@dataclass
+class HttpSession:
+    """A raw-HTTP API client of one server that keeps the ``rvc_session`` cookie it is given (or none).
+
+    ``keep_cookies=False`` makes a client that never sends cookies.  Methods
+    return ``(status, headers, body bytes)``; nothing raises on HTTP errors.
+    """
+
+    url: str
+    keep_cookies: bool = True
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=data, headers=sent)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status, got, body = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            status, got, body = error.code, error.headers, error.read()
+        if self.keep_cookies:
+            for line in got.get_all("Set-Cookie") or []:
+                name, _, rest = line.partition("=")
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return status, {k.lower(): v for k, v in got.items()}, body
+
+    def upload(self, name: str, content: bytes) -> tuple[int, bytes]:
+        """POST one file to ``/gradio_api/upload`` as a browser does (multipart)."""
+        boundary = "rvc-test-boundary-7d1f"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        status, _, answer = self.request(
+            "gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        return status, answer
+
+    def call(self, api_name: str, data: list) -> tuple[int, str]:
+        """Run ``/gradio_api/call/<api_name>``: (status of the POST, the event stream's text or the POST's answer)."""
+        payload = json.dumps({"data": data}).encode()
+        status, _, body = self.request(f"gradio_api/call/{api_name}", payload, {"Content-Type": "application/json"})
+        if status != 200:
+            return status, body.decode("utf-8", "replace")
+        event_id = json.loads(body)["event_id"]
+        _, _, stream = self.request(f"gradio_api/call/{api_name}/{event_id}")
+        return status, stream.decode("utf-8", "replace")
+
+
+def file_data(path: str) -> dict:
+    """The FileData object an API call uses to name a file on the server."""
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}

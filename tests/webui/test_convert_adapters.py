@@ -28,6 +28,7 @@ from webui.conversion import (
     run_single,
 )
 from webui.errors import shown_as_gr_error
+from webui.paths import PathPolicy
 from webui.voices import list_index_choices, list_voices, paired_index, summarize_voice, voice_file
 
 UI_DEFAULTS = dict(
@@ -96,17 +97,18 @@ def test_widget_values_become_convert_params() -> None:
         make_params(**{**UI_DEFAULTS, "protect": 0.7})
 
 
-def test_source_and_index_choice(tmp_path: Path, installation: Installation) -> None:
-    typed = tmp_path / "typed.wav"
-    assert chosen_source("/tmp/upload.wav", f'  "{typed}" ') == typed  # a typed path wins, quotes removed
-    assert chosen_source("/tmp/upload.wav", "") == Path("/tmp/upload.wav")
+def test_source_and_index_choice(settings, installation: Installation) -> None:
+    policy = PathPolicy(settings)
+    typed = installation.logs_dir / "typed.wav"
+    assert chosen_source("/tmp/upload.wav", f'  "{typed}" ', policy) == typed  # a typed path wins, quotes removed
+    assert chosen_source("/tmp/upload.wav", "", policy) == Path("/tmp/upload.wav")
     with pytest.raises(ValueError, match="Upload an audio file"):
-        chosen_source(None, "  ")
+        chosen_source(None, "  ", policy)
     index = str(installation.indexes["alice"])
-    assert chosen_index(index, 0.75) == Path(index)
-    assert chosen_index(index, 0.0) is None and chosen_index("", 0.75) is None
+    assert chosen_index(index, 0.75, policy) == Path(index)
+    assert chosen_index(index, 0.0, policy) is None and chosen_index("", 0.75, policy) is None
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        chosen_index(str(tmp_path / "gone.index"), 0.5)
+        chosen_index(str(installation.logs_dir / "gone.index"), 0.5, policy)
 
 
 def test_single_conversion_matches_the_library(
@@ -139,21 +141,23 @@ def test_output_folder_prunes_old_files(tmp_path: Path) -> None:
 def test_batch_converts_audio_and_skips_the_rest(
     settings, cache, installation: Installation, speech: Path, tmp_path: Path
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
+    policy = PathPolicy(settings)
+    inputs = installation.logs_dir / tmp_path.name / "in"
+    inputs.mkdir(parents=True)
     (inputs / "one.wav").write_bytes(speech.read_bytes())
     (inputs / "readme.txt").write_text("not audio", encoding="utf-8")
-    assert batch_inputs(str(inputs), ["/ignored.wav"]) == (inputs / "one.wav", inputs / "readme.txt")
-    assert batch_inputs("", [str(speech)]) == (speech,)
+    assert batch_inputs(str(inputs), ["/ignored.wav"], policy) == (inputs / "one.wav", inputs / "readme.txt")
+    assert batch_inputs("", [str(speech)], policy) == (speech,)
     with pytest.raises(ValueError, match="input folder"):
-        batch_inputs(" ", None)
-    assert output_folder("opt", settings) == installation.root / "opt"
-    assert output_folder(str(tmp_path / "abs"), settings) == tmp_path / "abs"
+        batch_inputs(" ", None, policy)
+    assert output_folder("opt", settings) == settings.output_dir
+    assert output_folder("mine", settings) == settings.output_dir / "mine"
+    assert output_folder(str(installation.logs_dir / "abs"), settings) == installation.logs_dir / "abs"
 
     seen = []
     request = BatchRequest(
         installation.voices["bob"],
-        batch_inputs(str(inputs), None),
+        batch_inputs(str(inputs), None, policy),
         tmp_path / "out",
         "flac",
         False,

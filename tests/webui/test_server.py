@@ -148,8 +148,9 @@ def converted_audio(page, timeout_ms: int = 180_000) -> tuple[np.ndarray, int]:
     assert player.evaluate(DURATION_JS) > 0.5, "the browser cannot play the converted audio"
     from_player = decode_wav(base64.b64decode(player.evaluate(FETCH_AUDIO_JS)))
     link = page.locator("#convert-output-audio a[download]").get_attribute("href")
-    with urllib.request.urlopen(link, timeout=30) as response:
-        from_server = decode_wav(response.read())
+    response = page.context.request.get(link, timeout=30_000)  # with the page's session cookie: outputs are private
+    assert response.ok, f"the download link answered {response.status}"
+    from_server = decode_wav(response.body())
     np.testing.assert_array_equal(from_player[0], from_server[0])
     return from_server
 
@@ -235,9 +236,12 @@ def test_the_voice_list_refreshes_itself(webui_server, new_page, installation: I
 
 
 @pytest.mark.browser
-def test_batch_converts_a_folder(webui_server, new_page, speech: Path, tmp_path: Path, artifacts_dir: Path) -> None:
-    inputs, outputs = tmp_path / "in put", tmp_path / "out"
-    inputs.mkdir()
+def test_batch_converts_a_folder(
+    webui_server, new_page, speech: Path, installation: Installation, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    # typed folders must lie in the studio's folders: the installation's logs folder is one
+    inputs, outputs = installation.logs_dir / tmp_path.name / "in put", installation.logs_dir / tmp_path.name / "out"
+    inputs.mkdir(parents=True)
     shutil.copyfile(speech, inputs / "take 1.wav")
     (inputs / "notes.txt").write_text("not audio")
     page = new_page(webui_server)

@@ -15,6 +15,7 @@ from infer.audio import SUPPORTED_OUTPUT_FORMATS
 from infer.batch import BatchItem, summarize
 from webui.conversion import BatchRequest, batch_inputs, chosen_index, make_params, output_folder, run_batch
 from webui.errors import shown_as_gr_error
+from webui.paths import PathPolicy
 from webui.studio_context import StudioContext
 from webui.voices import voice_file
 
@@ -70,6 +71,7 @@ def build(ctx: StudioContext, controls: ConvertControls) -> None:
         """Convert every audio file of a folder (or the uploaded files); streams one log line per file."""
         if not voice:
             raise gr.Error(ctx.text("convert.need_voice", request))
+        policy = PathPolicy(ctx.settings)
         with shown_as_gr_error():
             params = make_params(
                 speaker_id=speaker_id,
@@ -85,11 +87,11 @@ def build(ctx: StudioContext, controls: ConvertControls) -> None:
             )
             job = BatchRequest(
                 voice_file(ctx.settings, voice),
-                batch_inputs(input_folder, input_files),
+                batch_inputs(input_folder, input_files, policy),
                 output_folder(output_dir, ctx.settings),
                 output_format,
                 bool(overwrite),
-                chosen_index(index, params.index_rate),
+                chosen_index(index, params.index_rate, policy),
                 params,
             )
         yield from _stream(ctx, job, request)

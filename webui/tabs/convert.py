@@ -12,8 +12,16 @@ from dataclasses import dataclass
 import gradio as gr
 
 from infer.f0 import F0_METHODS
-from webui.conversion import SingleRequest, chosen_index, chosen_source, make_params, run_single
+from webui.conversion import (
+    SingleRequest,
+    chosen_index,
+    chosen_source,
+    make_params,
+    run_single,
+    uploads_named_by_name,
+)
 from webui.errors import shown_as_gr_error
+from webui.paths import PathPolicy
 from webui.studio_context import StudioContext
 from webui.tabs import batch
 from webui.voices import list_index_choices, list_voices, paired_index, summarize_voice, voice_file
@@ -258,7 +266,8 @@ def _build_single(ctx: StudioContext, controls: ConvertControls) -> None:
             raise gr.Error(ctx.text("convert.need_voice", request))
         if not input_audio and not (input_path or "").strip():
             raise gr.Error(ctx.text("convert.need_input", request))
-        with shown_as_gr_error():
+        policy = PathPolicy(ctx.settings)
+        with shown_as_gr_error(), uploads_named_by_name(input_audio, f0_curve):
             params = make_params(
                 speaker_id=speaker_id,
                 key=key,
@@ -274,8 +283,8 @@ def _build_single(ctx: StudioContext, controls: ConvertControls) -> None:
             )
             job = SingleRequest(
                 voice_file(ctx.settings, voice),
-                chosen_source(input_audio, input_path),
-                chosen_index(index, params.index_rate),
+                chosen_source(input_audio, input_path, policy),
+                chosen_index(index, params.index_rate, policy),
                 params,
             )
             outcome = run_single(job, ctx.cache, ctx.settings, ctx.outputs, progress=lambda f, m: progress(f, desc=m))
