@@ -8,7 +8,7 @@ named, detached 0-d tensors (``"loss/d/total"``, ``"loss/g/mel"``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,8 @@ from train.losses import discriminator_loss, feature_matching_loss, generator_ad
 from train.spectrogram import Spectrogram
 
 Losses = dict[str, torch.Tensor]
+# Called with "d" or "g" and the (unwrapped) model once its gradients are final, before the optimiser step.
+GradientHook = Callable[[str, nn.Module], None]
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -123,7 +125,8 @@ class GeneratorPass:
     """Generator output on a random ``segment_frames`` slice of each item.
 
     ``y_hat`` and ``real_wave`` (B, 1, segment·hop); ``real_mel`` and
-    ``fake_mel`` (B, n_mels, segment) float32; prior/posterior terms for the KL.
+    ``fake_mel`` (B, n_mels, segment) float32; prior/posterior terms for the KL;
+    ``slice_starts`` (B,) the random start frame of each item's slice.
     """
 
     y_hat: torch.Tensor
@@ -131,6 +134,7 @@ class GeneratorPass:
     real_mel: torch.Tensor
     fake_mel: torch.Tensor
     kl_terms: tuple[torch.Tensor, ...]
+    slice_starts: torch.Tensor | None = None
 
 
 def make_optimizer(model: nn.Module, train_hp) -> torch.optim.AdamW:
@@ -155,10 +159,12 @@ def generator_forward(state: TrainState, settings: StepSettings, batch: Batch) -
     real_mel = settings.spectrogram.mel_from_linear(spec_slice)
     fake_mel = settings.spectrogram.mel(y_hat.float().squeeze(1))
     real_wave = slice_segments(batch.wave, ids * settings.hop_length, settings.segment_frames * settings.hop_length)
-    return GeneratorPass(y_hat, real_wave, real_mel, fake_mel, (z_p, logs_q, m_p, logs_p, z_mask))
+    return GeneratorPass(y_hat, real_wave, real_mel, fake_mel, (z_p, logs_q, m_p, logs_p, z_mask), ids.detach())
 
 
-def discriminator_step(state: TrainState, settings: StepSettings, gen: GeneratorPass) -> Losses:
+def discriminator_step(
+    state: TrainState, settings: StepSettings, gen: GeneratorPass, on_gradients: GradientHook | None = None
+) -> Losses:
     """Update D on real audio vs the detached generator output (LSGAN); returns its losses and grad norm."""
     with settings.precision.autocast():
         real_scores, fake_scores, _, _ = state.net_d(gen.real_wave, gen.y_hat.detach())
@@ -167,6 +173,8 @@ def discriminator_step(state: TrainState, settings: StepSettings, gen: Generator
     state.scaler.scale(total).backward()
     state.scaler.unscale_(state.optim_d)
     norm = grad_norm(state.net_d.parameters())
+    if on_gradients is not None:
+        on_gradients("d", state.discriminator)
     state.scaler.step(state.optim_d)
     losses: Losses = {"loss/d/total": total.detach(), "grad_norm_d": norm}
     losses.update({f"loss/d_r/{i}": t.detach() for i, t in enumerate(real_terms)})
@@ -187,7 +195,9 @@ def _frozen(module: nn.Module) -> Iterator[nn.Module]:
             param.requires_grad_(True)
 
 
-def generator_step(state: TrainState, settings: StepSettings, gen: GeneratorPass) -> Losses:
+def generator_step(
+    state: TrainState, settings: StepSettings, gen: GeneratorPass, on_gradients: GradientHook | None = None
+) -> Losses:
     """Update G: adversarial + 2·feature matching + c_mel·mel L1 + c_kl·KL; returns the terms and grad norm.
 
     D runs with frozen weights (unwrapped from DDP): RVC also computed D's weight
@@ -205,6 +215,8 @@ def generator_step(state: TrainState, settings: StepSettings, gen: GeneratorPass
         state.scaler.scale(total).backward()
     state.scaler.unscale_(state.optim_g)
     norm = grad_norm(state.net_g.parameters())
+    if on_gradients is not None:
+        on_gradients("g", state.generator)
     state.scaler.step(state.optim_g)
     state.scaler.update()
     losses: Losses = {
@@ -219,10 +231,15 @@ def generator_step(state: TrainState, settings: StepSettings, gen: GeneratorPass
     return losses
 
 
-def train_step(state: TrainState, settings: StepSettings, batch: Batch) -> tuple[Losses, GeneratorPass]:
-    """One D update then one G update on ``batch`` (already on the device); advances ``global_step``."""
+def train_step(
+    state: TrainState, settings: StepSettings, batch: Batch, *, on_gradients: GradientHook | None = None
+) -> tuple[Losses, GeneratorPass]:
+    """One D update then one G update on ``batch`` (already on the device); advances ``global_step``.
+
+    ``on_gradients`` (optional) sees each model's unscaled gradients right before its optimiser step.
+    """
     gen = generator_forward(state, settings, batch)
-    losses = discriminator_step(state, settings, gen)
-    losses.update(generator_step(state, settings, gen))
+    losses = discriminator_step(state, settings, gen, on_gradients)
+    losses.update(generator_step(state, settings, gen, on_gradients))
     state.global_step += 1
     return losses, gen
