@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +24,38 @@ def _default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+class NotARegularFileError(IsADirectoryError):
+    """An output path that names a device, pipe, socket or folder: renaming over it would destroy it."""
+
+
+def check_replaceable(path: str | Path) -> None:
+    """Refuse ``path`` as an output unless it is missing or a regular file (a link is judged by its target).
+
+    Raises :class:`NotARegularFileError` naming the path.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink: a link to /dev/full is as bad as /dev/full
+    except FileNotFoundError:
+        return  # a new file, or a dangling link (replaced by the new file)
+    except OSError as error:
+        raise NotARegularFileError(f"Cannot use '{path}' as an output: {error.strerror}.") from error
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+        raise NotARegularFileError(
+            f"'{path}' is {kind}, not a regular file; choose a file name for the output (nothing was written)."
+        )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
 
     On any exception the temporary file is removed and ``path`` is untouched.
-    The folder is created if needed.
+    The folder is created if needed.  Only a missing or regular file is ever
+    replaced (:func:`check_replaceable`), before and again after writing.
     """
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -40,6 +65,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600 files
+        check_replaceable(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import soxr
 logger = logging.getLogger(__name__)
 
 RESAMPLE_QUALITY = "VHQ"
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 384000  # a header outside this range is damaged or hostile
 _BIDI_CONTROLS = dict.fromkeys(range(0x202A, 0x202F))  # U+202A..U+202E, deleted by str.translate
 _INTEGER_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, np.dtype(np.int64): 2.0**63}
 _CONVERT_HINT = "Open it in an audio player to check it, or convert it to WAV/FLAC and try again."
@@ -101,9 +102,18 @@ def _open_audio(path: Path) -> Iterator[tuple[av.container.InputContainer, av.Au
                 raise _undecodable(path, "no decoder for its audio codec")
             if not context.sample_rate or not context.channels:
                 raise _undecodable(path, "its header gives no sample rate or channel count")
+            _check_rate(path, int(context.sample_rate))
             yield container, stream
     finally:
         handle.close()
+
+
+def _check_rate(path: Path, rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioFileError(
+            f"'{path}' says its sample rate is {rate} Hz; audio from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
+            "can be read. Its header is probably damaged: export it again from its source."
+        )
 
 
 def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
@@ -141,6 +151,7 @@ def _decoded_frames(
             skipped += 1
             continue
         for frame in frames:
+            _check_rate(path, frame.sample_rate)
             samples = _frame_samples(frame)
             decoded += samples.shape[1]
             seconds += samples.shape[1] / frame.sample_rate

@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from infer.atomic import check_replaceable
 from infer.audio_read import RESAMPLE_QUALITY
 
 SUPPORTED_OUTPUT_FORMATS = ("wav", "flac", "mp3", "m4a", "ogg", "opus")
@@ -173,6 +174,7 @@ class AudioWriter:
         subtype = _resolve_subtype(self.format, subtype)
         if self.path.is_dir():
             raise IsADirectoryError(f"'{self.path}' is a folder; give a file name such as '{self.path / 'out.wav'}'.")
+        check_replaceable(self.path)
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"'{self.path}' already exists; choose another name or allow overwriting.")
         self._overwrite = overwrite
@@ -227,6 +229,7 @@ class AudioWriter:
                 raise FileExistsError(
                     f"'{self.path}' appeared while writing; choose another name or allow overwriting."
                 )
+            check_replaceable(self.path)
             os.replace(self._temp, self.path)
         except BaseException:
             self._discard()

@@ -128,6 +128,7 @@ def convert_batch(
     cancel: Callable[[], bool] | None = None,
     on_item: Callable[[BatchItem], None] | None = None,
     max_block_seconds: float = 300.0,
+    max_seconds: float | None = None,
 ) -> list[BatchItem]:
     """Convert every audio file in ``inputs`` into ``output_dir/<stem>.<format>``.
 
@@ -157,6 +158,7 @@ def convert_batch(
                 progress=_sub_progress(progress, number, total, source.name),
                 cancel=cancel,
                 max_block_seconds=max_block_seconds,
+                max_seconds=max_seconds,
             )
         items.append(item)
         if on_item is not None:
@@ -177,6 +179,7 @@ def _convert_one(
     progress: Progress | None,
     cancel: Callable[[], bool] | None,
     max_block_seconds: float,
+    max_seconds: float | None,
 ) -> BatchItem:
     rejected = _check_audio(source)
     if rejected is not None:
@@ -206,6 +209,7 @@ def _convert_one(
             format=format,
             overwrite=overwrite,
             max_block_seconds=max_block_seconds,
+            max_seconds=max_seconds,
             progress=progress,
             cancel=cancel,
         )

@@ -8,6 +8,7 @@ which keeps memory flat by working through them block by block.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,8 +261,11 @@ def convert_file(
     max_block_seconds: float = 300.0,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    max_seconds: float | None = None,
 ) -> ConversionResult:
     """Convert the audio file ``source`` and write ``output`` (format from its suffix or ``format``).
+
+    ``max_seconds`` (the web UI's limit) refuses longer inputs, by the header and by the decoded count.
 
     Inputs up to ``max_block_seconds`` are converted whole (the reference
     path); longer ones block by block with flat memory (:mod:`infer.longform`).
@@ -271,12 +275,18 @@ def convert_file(
     from infer.audio import AudioWriter, audio_info, load_audio
 
     source, output = Path(source), Path(output)
+    if output.exists() and source.exists() and os.path.samefile(source, output):
+        raise FileExistsError(
+            f"The output '{output}' is the input file itself; choose another output name (the input was kept)."
+        )
     if output.exists() and not overwrite:
         raise FileExistsError(f"'{output}' already exists; choose another name or allow overwriting.")
     info = audio_info(source)
-    if info.duration is None or info.duration > max_block_seconds:
-        from infer.longform import convert_long
+    from infer.longform import convert_long, too_long
 
+    if max_seconds is not None and info.duration is not None and info.duration > max_seconds:
+        raise too_long(source, info.duration, max_seconds)
+    if info.duration is None or info.duration > max_block_seconds:
         return convert_long(
             job,
             source,
@@ -286,10 +296,13 @@ def convert_file(
             max_block_seconds=max_block_seconds,
             progress=progress,
             cancel=cancel,
+            max_seconds=max_seconds,
         )
     times = StageTimes()
     with times.measure("decode"):
         audio = load_audio(source, SR_16K)
+    if max_seconds is not None and audio.shape[0] > max_seconds * SR_16K:
+        raise too_long(source, audio.shape[0] / SR_16K, max_seconds)
     check_input(audio, f"'{source}'")
     result = convert_array(job, audio, progress=progress, cancel=cancel, times=times)
     with times.measure("write"):

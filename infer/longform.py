@@ -72,9 +72,12 @@ class FilteredAudio:
 
 
 def _filter_to_file(
-    source: Path, target: Path, cancel: Callable[[], bool] | None, auto_key: bool
+    source: Path, target: Path, cancel: Callable[[], bool] | None, auto_key: bool, max_seconds: float | None = None
 ) -> tuple[int, float, list[np.ndarray]]:
-    """Decode and high-pass ``source`` into ``target``; returns (length, raw peak, pm f0 for auto key)."""
+    """Decode and high-pass ``source`` into ``target``; returns (length, raw peak, pm f0 for auto key).
+
+    Stops with :func:`too_long` as soon as more than ``max_seconds`` have been decoded.
+    """
     buffer = np.zeros(0)
     buffer_start = written = length = 0
     peak = 0.0
@@ -102,11 +105,28 @@ def _filter_to_file(
             peak = max(peak, float(np.abs(block).max(initial=0.0)))
             buffer = np.concatenate([buffer, block.astype(np.float64)])
             length += block.shape[0]
+            if max_seconds is not None and length > max_seconds * SR_16K:
+                raise too_long(source, None, max_seconds)
             if length - written >= READ_BLOCK + FILTER_MARGIN:
                 flush(length - FILTER_MARGIN, final=False)
         if length - written > 0:
             flush(length, final=True)
     return length, peak, f0_parts
+
+
+def too_long(source: Path, seconds: float | None, max_seconds: float) -> ConversionError:
+    """The refusal of an input longer than ``max_seconds`` (``seconds`` when known)."""
+    length = f" is {_clock(seconds)} long;" if seconds is not None else " is longer than that;"
+    return ConversionError(
+        f"'{source}'{length} this server converts at most {_clock(max_seconds)} per file. "
+        "Cut it into parts, or ask the server's owner to raise --max-input-minutes."
+    )
+
+
+def _clock(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def _blocks(cuts: list[int], length: int, per_block: int) -> Iterator[tuple[int, int, list[int], bool]]:
@@ -142,15 +162,21 @@ def convert_long(
     max_block_seconds: float = 300.0,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    max_seconds: float | None = None,
 ) -> ConversionResult:
-    """Convert ``source`` into ``output`` block by block (memory independent of the length)."""
+    """Convert ``source`` into ``output`` block by block (memory independent of the length).
+
+    ``max_seconds`` refuses inputs that decode to more than that (counted, not taken from the header).
+    """
     times = StageTimes()
     params, voice, sizes = job.params, job.voice, job.sizes
     with tempfile.TemporaryDirectory(prefix="rvc-studio-") as tmp:
         filtered_path, output_path = Path(tmp) / "input.f64", Path(tmp) / "output.f32"
         _report(progress, 0.0, "decoding")
         with times.measure("decode"):
-            length, peak, f0_parts = _filter_to_file(source, filtered_path, cancel, params.auto_key and voice.use_f0)
+            length, peak, f0_parts = _filter_to_file(
+                source, filtered_path, cancel, params.auto_key and voice.use_f0, max_seconds
+            )
         if length < MIN_SECONDS * SR_16K:
             raise ConversionError(f"'{source}' is too short ({length / SR_16K:.2f} s).")
         if peak < SILENCE_PEAK:

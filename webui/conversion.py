@@ -155,7 +155,9 @@ def run_single(
     started = time.perf_counter()
     job = prepare(request.voice, cache, request.params, index=request.index, logs_dir=settings.logs_dir)
     output = outputs.new_path(request.source, request.voice)
-    result = convert_file(job, request.source, output, format="wav", progress=progress)
+    result = convert_file(
+        job, request.source, output, format="wav", progress=progress, max_seconds=settings.max_input_minutes * 60
+    )
     return SingleOutcome(output, result, time.perf_counter() - started)
 
 
@@ -210,4 +212,5 @@ def run_batch(
         overwrite=request.overwrite,
         progress=progress,
         on_item=on_item,
+        max_seconds=settings.max_input_minutes * 60,
     )
