@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ class ConvertParams:
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("key", "index_rate", "rms_mix_rate", "protect", "noise_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.f0_method not in F0_METHODS:
             problems.append(f"f0 method must be one of {', '.join(F0_METHODS)}, got {self.f0_method!r}")
         if not -48 <= self.key <= 48:

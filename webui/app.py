@@ -21,6 +21,7 @@ import gradio as gr
 from config import Settings
 from infer.cache import ModelCache
 from webui.conversion import OutputFolder
+from webui.errors import name_fields_in_errors
 from webui.localize import UILanguage
 from webui.studio_context import StudioContext
 from webui.tabs import assets
@@ -86,4 +87,5 @@ def build_ui(settings: Settings, ui: UILanguage | None = None, cache: ModelCache
                         log.exception("building the %s tab failed", name)
                         gr.Markdown(f"**{type(exc).__name__}:** {exc}")
         gr.Markdown(ctx.t("app.footer"), elem_id="app-footer")
+    name_fields_in_errors(app, ui.translator)
     return app

@@ -7,6 +7,7 @@ them into ``gr.Error`` at the edge.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -45,18 +46,35 @@ def make_params(
     Raises ``ValueError`` listing every value out of range.
     """
     return ConvertParams(
-        key=float(key or 0),
+        key=_number(key, "Key", 0.0),
         f0_method=f0_method,
-        index_rate=float(index_rate),
-        filter_radius=int(filter_radius),
-        resample_sr=int(resample_sr or 0),
-        rms_mix_rate=float(rms_mix_rate),
-        protect=float(protect),
-        speaker_id=int(speaker_id or 0),
+        index_rate=_number(index_rate, "Index rate"),
+        filter_radius=int(_number(filter_radius, "Median filter radius", whole=True)),
+        resample_sr=int(_number(resample_sr, "Output sample rate", 0, whole=True)),
+        rms_mix_rate=_number(rms_mix_rate, "Loudness envelope mix"),
+        protect=_number(protect, "Protect voiceless consonants"),
+        speaker_id=int(_number(speaker_id, "Speaker id", 0, whole=True)),
         f0_curve=f0_curve or None,
         auto_key=bool(auto_key),
-        seed=None if seed is None or seed == "" else int(seed),
+        seed=None if seed is None or seed == "" else int(_number(seed, "Seed", whole=True)),
     )
+
+
+def _number(value: object, field: str, empty: float | None = None, *, whole: bool = False) -> float:
+    """A widget's number as a finite float (``empty`` stands for a blank box); ``ValueError`` naming ``field``."""
+    if value is None or value == "":
+        if empty is None:
+            raise ValueError(f"{field}: enter a number.")
+        return empty
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number, got {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{field} must be a finite number, got {value!r}.")
+    if whole and number != int(number):
+        raise ValueError(f"{field} must be a whole number, got {value!r}.")
+    return number
 
 
 def chosen_index(choice: str | None, index_rate: float, policy: PathPolicy) -> Path | None:

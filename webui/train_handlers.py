@@ -20,6 +20,7 @@ from infer.safe_load import ModelFileError
 from train.commands import RequestError, StepRequest
 from train.experiment import ExperimentError
 from webui.context import UIContext
+from webui.errors import user_error
 from webui.job_output import MetricsReader
 from webui.jobs import Job, JobConflictError, JobRunner
 from webui.tab_texts import say
@@ -77,7 +78,7 @@ class TrainHandlers:
                 job_steps(requests), key=form.experiment_name, stop_file=paths.stop_file, metrics_file=paths.metrics
             )  # the server's folder: typed paths mean the same
         except (RequestError, ExperimentError, ModelFileError, JobConflictError, ValueError, OSError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
         commands = (
             note + say(self.ctx, "train.started", request) + "\n" + "\n".join(f"$ {s.command_line}" for s in job.steps)
         )
@@ -174,8 +175,8 @@ class TrainHandlers:
         try:
             paths = experiment_paths(TrainForm(name=name), self.ctx.settings)
         except RequestError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
         if not paths.root.is_dir():
-            raise gr.Error(say(self.ctx, "train.nothing_to_stop", request, name=paths.name))
+            raise user_error(say(self.ctx, "train.nothing_to_stop", request, name=paths.name))
         paths.stop_file.touch()
         return say(self.ctx, "train.stop_file_written", request, path=str(paths.stop_file))

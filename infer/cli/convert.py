@@ -64,6 +64,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from infer.audio import audio_info
     from infer.convert import convert_file
 
+    for flag in ("input", "output", "f0_curve", "hubert", "rmvpe"):
+        if "\x00" in str(getattr(args, flag, None) or ""):
+            fatal(f"--{flag.replace('_', '-')}: the path contains a NUL character; type or paste the path again.")
     fmt = output_format(args.output, args.format)
     if args.output.is_dir():
         fatal(f"'{args.output}' is a folder; give a file name such as '{args.output / 'out.wav'}'.")

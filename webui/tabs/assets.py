@@ -13,6 +13,7 @@ import gradio as gr
 from config import Settings
 from infer.assets import MIRROR_BASE_URL, Asset, asset_path, select_assets
 from infer.download import DownloadError, download_assets
+from webui.errors import user_error
 from webui.studio_context import StudioContext
 
 NEEDED = ("essential",)  # content encoder, RMVPE and the default pretrained G/D (v2, 40 kHz)
@@ -79,7 +80,7 @@ def build_banner(ctx: StudioContext) -> None:
         try:
             fetched = download_missing(ctx.settings, MIRROR_BASE_URL if use_mirror else None, report)
         except DownloadError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
         remaining = missing_files(ctx.settings)
         if not remaining:
             gr.Info(ctx.text("assets.done", request, count=len(fetched)))

@@ -14,7 +14,7 @@ import gradio as gr
 from infer.audio import SUPPORTED_OUTPUT_FORMATS
 from infer.batch import BatchItem, summarize
 from webui.conversion import BatchRequest, batch_inputs, chosen_index, make_params, output_folder, run_batch
-from webui.errors import shown_as_gr_error
+from webui.errors import shown_as_gr_error, user_error
 from webui.paths import PathPolicy
 from webui.studio_context import StudioContext
 from webui.voices import voice_file
@@ -70,7 +70,7 @@ def build(ctx: StudioContext, controls: ConvertControls) -> None:
     ):
         """Convert every audio file of a folder (or the uploaded files); streams one log line per file."""
         if not voice:
-            raise gr.Error(ctx.text("convert.need_voice", request))
+            raise user_error(ctx.text("convert.need_voice", request))
         policy = PathPolicy(ctx.settings)
         with shown_as_gr_error():
             params = make_params(

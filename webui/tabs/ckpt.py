@@ -18,6 +18,7 @@ from infer.ckpt import OutputExistsError, VoiceExistsError
 from infer.models.config import FEATURE_DIMS
 from webui import ckpt_actions
 from webui.context import UIContext
+from webui.errors import user_error
 from webui.tab_texts import say
 from webui.train_view import SAMPLE_RATES
 from webui.voices import list_voices
@@ -33,12 +34,12 @@ def guarded(ctx: UIContext, action: Callable[..., str]) -> Callable[..., str]:
         try:
             return action(ctx.settings, lambda key, **v: say(ctx, key, request, **v), *values)
         except OutputExistsError as exc:
-            raise gr.Error(say(ctx, "ckpt.exists", request, path=str(exc.path))) from exc
+            raise user_error(say(ctx, "ckpt.exists", request, path=str(exc.path))) from exc
         except VoiceExistsError as exc:
             files = ", ".join(str(p) for p in exc.existing)
-            raise gr.Error(say(ctx, "export.voice_exists", request, name=exc.name, files=files)) from exc
+            raise user_error(say(ctx, "export.voice_exists", request, name=exc.name, files=files)) from exc
         except (ValueError, OSError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise user_error(str(exc)) from exc
 
     return handler
 

@@ -20,7 +20,7 @@ from webui.conversion import (
     run_single,
     uploads_named_by_name,
 )
-from webui.errors import shown_as_gr_error
+from webui.errors import shown_as_gr_error, user_error
 from webui.paths import PathPolicy
 from webui.studio_context import StudioContext
 from webui.tabs import batch
@@ -263,9 +263,9 @@ def _build_single(ctx: StudioContext, controls: ConvertControls) -> None:
     ):
         """Convert one file with a voice; returns (RVC's info text, the converted WAV, a timing line)."""
         if not voice:
-            raise gr.Error(ctx.text("convert.need_voice", request))
+            raise user_error(ctx.text("convert.need_voice", request))
         if not input_audio and not (input_path or "").strip():
-            raise gr.Error(ctx.text("convert.need_input", request))
+            raise user_error(ctx.text("convert.need_input", request))
         policy = PathPolicy(ctx.settings)
         with shown_as_gr_error(), uploads_named_by_name(input_audio, f0_curve):
             params = make_params(
