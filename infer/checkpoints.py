@@ -8,6 +8,7 @@ the trainer's order, with our own metadata only as one extra key.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,34 @@ class SmallModel:
         return int(self.weight["emb_g.weight"].shape[0])
 
 
+def count_non_finite(weights: Mapping[str, Any]) -> tuple[int, int]:
+    """``(NaN or infinite values, all values)`` over the floating-point tensors of ``weights``.
+
+    A float32 sum per tensor finds the clean ones fast; only a tensor whose
+    sum is not finite is counted value by value (a huge but finite tensor
+    whose sum overflows counts 0).
+    """
+    bad = total = 0
+    for tensor in weights.values():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            continue
+        total += tensor.numel()
+        accumulate = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        if not math.isfinite(float(tensor.sum(dtype=accumulate))):
+            bad += int((~torch.isfinite(tensor)).sum())
+    return bad, total
+
+
+def check_finite_weights(weights: Mapping[str, Any], where: str, remedy: str) -> None:
+    """Raise :class:`ModelFileError` naming ``where`` if any weight is NaN or infinite."""
+    bad, total = count_non_finite(weights)
+    if bad:
+        raise ModelFileError(
+            f"{where} has NaN or infinite weights ({bad} of {total} values): the file is damaged or was saved "
+            f"from a diverged training. {remedy}"
+        )
+
+
 def _require_weight(weight: Mapping[str, Any], key: str, path: Path) -> torch.Tensor:
     value = weight.get(key)
     if not isinstance(value, torch.Tensor):
@@ -114,9 +143,12 @@ def small_model_from_dict(obj: Mapping[str, Any], path: str | Path = "<memory>")
         config_list.append(obj.get("sr", 40000))
     try:
         config = SynthesizerConfig.from_rvc_list(config_list, feature_dim=int(emb_phone.shape[1]), use_f0=has_pitch)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ModelFileError(f"'{path}' has an unreadable model config ({exc}).") from exc
-    config = config.with_(spk_embed_dim=int(emb_g.shape[0]))
+        config = config.with_(spk_embed_dim=int(emb_g.shape[0]))
+    except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
+        raise ModelFileError(
+            f"'{path}' has an unusable model config: {exc}. The file is damaged or was written by another "
+            "tool; extract it again from its training checkpoint, or download it again."
+        ) from exc
     version = str(obj.get("version") or "v1")  # very old files have no version: RVC defaults to v1
     if version not in ("v1", "v2"):
         raise ModelFileError(f"'{path}' has an unknown model version {version!r}; expected v1 or v2.")
@@ -211,9 +243,13 @@ def read_checkpoint(path: str | Path) -> TrainCheckpoint:
         )
     if file_kind(obj) not in ("generator", "discriminator"):
         raise ModelFileError(f"'{path}' is not an RVC training checkpoint (no 'model' state dict).")
+    model = normalize_state_dict(obj["model"])
+    check_finite_weights(
+        model, f"'{path}'", "Use an earlier checkpoint of the same training, or train again from the last good one."
+    )
     learning_rate = obj.get("learning_rate")
     return TrainCheckpoint(
-        model=normalize_state_dict(obj["model"]),
+        model=model,
         iteration=int(obj["iteration"]) if obj.get("iteration") is not None else 1,
         optimizer=obj.get("optimizer"),
         learning_rate=float(learning_rate) if learning_rate is not None else 1e-4,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,29 +42,64 @@ class ConvertParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("key", "index_rate", "rms_mix_rate", "protect", "noise_scale"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        problems = [_range_problem(name, getattr(self, name), low, high) for name, low, high in _FLOAT_RANGES]
+        problems += [_whole_problem(name, getattr(self, name), low, high) for name, low, high in _WHOLE_RANGES]
         if self.f0_method not in F0_METHODS:
             problems.append(f"f0 method must be one of {', '.join(F0_METHODS)}, got {self.f0_method!r}")
-        if not -48 <= self.key <= 48:
-            problems.append(f"key must be between -48 and 48 semitones, got {self.key}")
-        for name, low, high in (("index_rate", 0, 1), ("rms_mix_rate", 0, 1), ("protect", 0, 0.5)):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                problems.append(f"{name} must be between {low} and {high}, got {value}")
-        if not 0 <= self.filter_radius <= 32:
-            problems.append(f"filter_radius must be between 0 and 32, got {self.filter_radius}")
-        if self.resample_sr and not 8000 <= self.resample_sr <= 192000:
+        if self.resample_sr and _is_number(self.resample_sr) and not 8000 <= self.resample_sr <= 192000:
             problems.append(f"resample_sr must be 0 (keep) or 8000..192000 Hz, got {self.resample_sr}")
-        if self.speaker_id < 0:
-            problems.append(f"speaker_id must be 0 or more, got {self.speaker_id}")
-        if self.noise_scale < 0:
-            problems.append(f"noise_scale must be 0 or more, got {self.noise_scale}")
+        if self.seed is not None:
+            problems.append(_whole_problem("seed", self.seed, None, None))
+        problems = [problem for problem in problems if problem]
         if problems:
             raise ValueError("; ".join(problems))
+
+
+# field, lowest, highest (None: no bound)
+_FLOAT_RANGES: tuple[tuple[str, float, float | None], ...] = (
+    ("key", -48, 48),
+    ("index_rate", 0, 1),
+    ("rms_mix_rate", 0, 1),
+    ("protect", 0, 0.5),
+    ("noise_scale", 0, None),
+)
+_WHOLE_RANGES: tuple[tuple[str, int, int | None], ...] = (
+    ("filter_radius", 0, 32),
+    ("resample_sr", 0, None),
+    ("speaker_id", 0, None),
+)
+
+
+def _is_number(value: object) -> bool:
+    """A real, finite number (NaN and infinity are not; neither are bools or strings)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bounds(low: float | None, high: float | None, *, number: bool) -> str:
+    """`` between 0 and 1`` / `` 0 or more`` (`` (0 or more)`` after "a number")."""
+    if low is None:
+        return ""
+    if high is not None:
+        return f" between {low} and {high}"
+    return f" ({low} or more)" if number else f" {low} or more"
+
+
+def _range_problem(name: str, value: object, low: float, high: float | None) -> str | None:
+    """What is wrong with a float setting, naming it (None when it is fine)."""
+    if not _is_number(value):
+        return f"{name} must be a number{_bounds(low, high, number=True)}, got {value!r}"
+    if value < low or (high is not None and value > high):
+        return f"{name} must be{_bounds(low, high, number=False)}, got {value}"
+    return None
+
+
+def _whole_problem(name: str, value: object, low: int | None, high: int | None) -> str | None:
+    """What is wrong with a whole-number setting, naming it (None when it is fine)."""
+    if not _is_number(value) or not float(value).is_integer():
+        return f"{name} must be a whole number{_bounds(low, high, number=True)}, got {value!r}"
+    if low is not None and (value < low or (high is not None and value > high)):
+        return f"{name} must be{_bounds(low, high, number=False)}, got {value}"
+    return None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from infer.checkpoints import SmallModel, read_small_model
+from infer.checkpoints import SmallModel, check_finite_weights, read_small_model
 from infer.models.synthesizer import Synthesizer
 from infer.safe_load import ModelFileError
 
@@ -59,20 +59,9 @@ def voice_from_small_model(
 ) -> Voice:
     """Build a :class:`Voice` from an in-memory :class:`SmallModel`."""
     where = f"'{path}'" if path else "The voice model"
-    if not model.sample_rate or model.sample_rate <= 0:
-        raise ModelFileError(
-            f"{where} gives sample rate {model.sample_rate!r}; a voice needs a positive rate such as 40000. "
-            "The file is damaged: extract it again from its training checkpoint, or download it again."
-        )
-    synthesizer = Synthesizer.from_config(model.config, with_posterior=False)
     weight = {k: v.float() for k, v in model.weight.items()}
-    bad = sum(int((~torch.isfinite(v)).sum()) for v in weight.values() if v.is_floating_point())
-    if bad:
-        total = sum(v.numel() for v in weight.values())
-        raise ModelFileError(
-            f"{where} has NaN or infinite weights ({bad} of {total} values): the file is damaged or was saved "
-            "from a diverged training. Extract it again from a good checkpoint, or download it again."
-        )
+    check_finite_weights(weight, where, "Extract it again from a good checkpoint, or download it again.")
+    synthesizer = Synthesizer.from_config(model.config, with_posterior=False)
     try:
         synthesizer.load_state_dict(weight, strict=True)
     except RuntimeError as exc:

@@ -8,8 +8,8 @@ keep that list in files for compatibility and use the named, validated
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 VERSIONS = ("v1", "v2")
@@ -35,6 +35,32 @@ def tag_from_sample_rate(sample_rate: int) -> str:
         if rate == sample_rate:
             return tag
     return f"{sample_rate // 1000}k"
+
+
+SAMPLE_RATES = tuple(SAMPLE_RATE_TAGS.values())
+_SIZES = (
+    "spec_channels",
+    "segment_size",
+    "inter_channels",
+    "hidden_channels",
+    "filter_channels",
+    "n_heads",
+    "n_layers",
+    "kernel_size",
+    "upsample_initial_channel",
+    "spk_embed_dim",
+    "gin_channels",
+    "feature_dim",
+)
+_SIZE_LISTS = ("resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_kernel_sizes")
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _int_tuple(values: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,24 @@ class SynthesizerConfig:
     use_f0: bool = True
 
     def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be a positive whole number, got {getattr(self, name)!r}"
+            for name in _SIZES
+            if not _positive_int(getattr(self, name))
+        ]
+        for name in _SIZE_LISTS:
+            values = getattr(self, name)
+            flat = [v for group in values for v in group] if name == "resblock_dilation_sizes" else list(values)
+            if not flat or not all(_positive_int(v) for v in flat):
+                problems.append(f"{name} must be positive whole numbers, got {values!r}")
+        if self.sample_rate not in SAMPLE_RATES:
+            problems.append(f"sample_rate must be 32000, 40000 or 48000 (Hz), got {self.sample_rate!r}")
+        if not isinstance(self.p_dropout, (int, float)) or not 0 <= self.p_dropout < 1:
+            problems.append(f"p_dropout must be a number from 0 to below 1, got {self.p_dropout!r}")
+        if self.resblock not in ("1", "2"):
+            problems.append(f"resblock must be '1' or '2', got {self.resblock!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ValueError(
                 f"upsample_rates {self.upsample_rates} and upsample_kernel_sizes "
@@ -74,12 +118,8 @@ class SynthesizerConfig:
             )
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
             raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
-        if self.resblock not in ("1", "2"):
-            raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if self.hidden_channels % self.n_heads:
             raise ValueError(f"hidden_channels {self.hidden_channels} is not divisible by n_heads {self.n_heads}")
-        if self.feature_dim <= 0 or self.spk_embed_dim <= 0:
-            raise ValueError("feature_dim and spk_embed_dim must be positive")
 
     @property
     def hop_length(self) -> int:
@@ -114,29 +154,13 @@ class SynthesizerConfig:
         """Build from RVC's 18-item list; the last item may be an int or a tag like ``"40k"``."""
         if len(config) != 18:
             raise ValueError(f"RVC config list must have 18 items, got {len(config)}")
-        c = list(config)
-        return cls(
-            spec_channels=int(c[0]),
-            segment_size=int(c[1]),
-            inter_channels=int(c[2]),
-            hidden_channels=int(c[3]),
-            filter_channels=int(c[4]),
-            n_heads=int(c[5]),
-            n_layers=int(c[6]),
-            kernel_size=int(c[7]),
-            p_dropout=float(c[8]),
-            resblock=str(c[9]),
-            resblock_kernel_sizes=tuple(int(k) for k in c[10]),
-            resblock_dilation_sizes=tuple(tuple(int(d) for d in ds) for ds in c[11]),
-            upsample_rates=tuple(int(u) for u in c[12]),
-            upsample_initial_channel=int(c[13]),
-            upsample_kernel_sizes=tuple(int(k) for k in c[14]),
-            spk_embed_dim=int(c[15]),
-            gin_channels=int(c[16]),
-            sample_rate=sample_rate_from_tag(c[17]),
-            feature_dim=int(feature_dim),
-            use_f0=bool(use_f0),
-        )
+        values = {}
+        for position, (name, value) in enumerate(zip(_RVC_LIST_FIELDS, config)):
+            try:
+                values[name] = _RVC_LIST_READERS.get(name, int)(value)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"{name} (config item {position}) is unusable: {value!r}") from None
+        return cls(**values, feature_dim=int(feature_dim), use_f0=bool(use_f0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (lists instead of tuples)."""
@@ -149,6 +173,18 @@ class SynthesizerConfig:
     def with_(self, **changes: Any) -> SynthesizerConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+_RVC_LIST_FIELDS = tuple(f.name for f in fields(SynthesizerConfig))[:18]
+_RVC_LIST_READERS: dict[str, Callable[[Any], Any]] = {
+    "p_dropout": float,
+    "resblock": str,
+    "resblock_kernel_sizes": _int_tuple,
+    "resblock_dilation_sizes": lambda groups: tuple(_int_tuple(g) for g in groups),
+    "upsample_rates": _int_tuple,
+    "upsample_kernel_sizes": _int_tuple,
+    "sample_rate": sample_rate_from_tag,
+}
 
 
 @dataclass(frozen=True)

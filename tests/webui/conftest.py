@@ -299,3 +299,34 @@ class HttpSession:
 def file_data(path: str) -> dict:
     """The FileData object an API call uses to name a file on the server."""
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def convert_args(**changes: object) -> dict:
+    """gradio_client keyword arguments of ``/convert`` with the UI defaults (``changes`` replace some)."""
+    args = dict(
+        voice="alice.pth",
+        input_audio=None,
+        input_path="",
+        speaker_id=0,
+        key=0,
+        auto_key=False,
+        f0_method="rmvpe",
+        index="",
+        index_rate=0.75,
+        filter_radius=3,
+        resample_sr=0,
+        rms_mix_rate=0.25,
+        protect=0.33,
+        f0_curve=None,
+        seed=1,
+        api_name="/convert",
+    )
+    args.update(changes)
+    return args
+
+
+def convert_data(input_audio: object = None, **changes: object) -> list:
+    """The positional ``data`` of a raw ``/gradio_api/call/convert`` (same defaults as :func:`convert_args`)."""
+    args = convert_args(input_audio=input_audio, **changes)
+    del args["api_name"]
+    return list(args.values())

@@ -20,25 +20,11 @@ import pytest
 
 from tests.e2e import fuzz_cases
 from tests.helpers import Installation
+from tests.webui.conftest import convert_args, convert_data
 
 pytestmark = pytest.mark.timeout(120)  # a hang is a failure too (finding 3: decoding a lying header)
 
-DEFAULTS = dict(
-    voice="alice.pth",
-    input_path="",
-    speaker_id=0,
-    key=0,
-    auto_key=False,
-    f0_method="pm",
-    index="",
-    index_rate=0.75,
-    filter_radius=3,
-    resample_sr=0,
-    rms_mix_rate=0.25,
-    protect=0.33,
-    f0_curve=None,
-    seed=1,
-)
+FAST = {"f0_method": "pm"}  # the cheapest pitch method: these calls are about refusals
 UPLOADABLE = [name for name in fuzz_cases.AUDIO_CASES if name not in ("directory", "dangling_link", "missing")]
 
 
@@ -84,9 +70,8 @@ def assert_names(message: str, *names: str) -> None:
 def convert(client, audio, **changes):
     from gradio_client import handle_file
 
-    values = {**DEFAULTS, **changes}
     upload = handle_file(str(audio)) if audio is not None else None
-    return lambda: client.predict(input_audio=upload, **values, api_name="/convert")
+    return lambda: client.predict(**convert_args(input_audio=upload, **{**FAST, **changes}))
 
 
 @pytest.mark.parametrize("case", UPLOADABLE)
@@ -122,8 +107,7 @@ def raw_convert(server, audio: object = None, **changes) -> str:
 
     Returns the whole event stream (the error event carries the message).
     """
-    values = {**DEFAULTS, **changes}
-    data = [values["voice"], audio, *(values[k] for k in list(DEFAULTS)[1:])]
+    data = convert_data(audio, **{**FAST, **changes})
     request = urllib.request.Request(
         server.url + "gradio_api/call/convert",
         data=json.dumps({"data": data}).encode(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Installation
-from tests.webui.conftest import WebServer, listening_hosts
+from tests.webui.conftest import WebServer, convert_args, listening_hosts
 
 USER, PASSWORD = "singer", "pa:ss word"  # a colon in the password must survive the USER:PASS split
 
@@ -108,21 +108,4 @@ def test_converting_without_assets_says_which_file_is_missing(
 
     client = Client(bare_server.url, verbose=False)
     with pytest.raises(Exception, match="Content encoder not found"):
-        client.predict(
-            voice="alice.pth",
-            input_audio=handle_file(str(speech)),
-            input_path="",
-            speaker_id=0,
-            key=0,
-            auto_key=False,
-            f0_method="rmvpe",
-            index="",
-            index_rate=0.75,
-            filter_radius=3,
-            resample_sr=0,
-            rms_mix_rate=0.25,
-            protect=0.33,
-            f0_curve=None,
-            seed=1,
-            api_name="/convert",
-        )
+        client.predict(**convert_args(input_audio=handle_file(str(speech))))

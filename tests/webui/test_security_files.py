@@ -14,38 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Installation
-from tests.webui.conftest import HttpSession, WebServer, file_data
+from tests.webui.conftest import HttpSession, WebServer, convert_args, convert_data, file_data
 
 MARKER = "RVC-TEST-SECRET-4f1c9a"
-
-
-def convert_args(**changes: object) -> dict:
-    """gradio_client keyword arguments of ``/convert`` with the UI defaults."""
-    args = dict(
-        voice="alice.pth",
-        input_audio=None,
-        input_path="",
-        speaker_id=0,
-        key=0,
-        auto_key=False,
-        f0_method="rmvpe",
-        index="",
-        index_rate=0.75,
-        filter_radius=3,
-        resample_sr=0,
-        rms_mix_rate=0.25,
-        protect=0.33,
-        f0_curve=None,
-        seed=1,
-        api_name="/convert",
-    )
-    args.update(changes)
-    return args
-
-
-def convert_data(input_audio: object = None, input_path: str = "", index: str = "") -> list:
-    """The positional ``data`` of a raw ``/gradio_api/call/convert``."""
-    return ["alice.pth", input_audio, input_path, 0, 0, False, "rmvpe", index, 0.75, 3, 0, 0.25, 0.33, None, 1]
 
 
 @pytest.fixture(scope="module")

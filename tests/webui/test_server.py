@@ -21,7 +21,7 @@ import soundfile
 from infer.convert import convert_file, prepare
 from infer.params import ConvertParams
 from tests.helpers import Installation
-from tests.webui.conftest import listening_hosts
+from tests.webui.conftest import convert_args, listening_hosts
 
 SEED = 1234
 VOICE_RATES = {"alice": 40000, "bob": 32000}
@@ -81,45 +81,13 @@ def test_gradio_client_converts_through_the_api(
 
     client = Client(webui_server.url, verbose=False)
     info, audio_path, timing = client.predict(
-        voice="alice.pth",
-        input_audio=handle_file(str(speech)),
-        input_path="",
-        speaker_id=0,
-        key=0,
-        auto_key=False,
-        f0_method="rmvpe",
-        index=str(installation.indexes["alice"]),
-        index_rate=0.75,
-        filter_radius=3,
-        resample_sr=0,
-        rms_mix_rate=0.25,
-        protect=0.33,
-        f0_curve=None,
-        seed=SEED,
-        api_name="/convert",
+        **convert_args(input_audio=handle_file(str(speech)), index=str(installation.indexes["alice"]), seed=SEED)
     )
     assert info.startswith("Success.\nIndex:\n") and "real time" in timing
     assert_same_audio(decode_wav(Path(audio_path).read_bytes()), library_outputs["alice"], "API output")
 
     with pytest.raises(Exception, match="Speaker id 9 does not exist"):  # a library error, shown as gr.Error
-        client.predict(
-            voice="alice.pth",
-            input_audio=handle_file(str(speech)),
-            input_path="",
-            speaker_id=9,
-            key=0,
-            auto_key=False,
-            f0_method="rmvpe",
-            index="",
-            index_rate=0.75,
-            filter_radius=3,
-            resample_sr=0,
-            rms_mix_rate=0.25,
-            protect=0.33,
-            f0_curve=None,
-            seed=SEED,
-            api_name="/convert",
-        )
+        client.predict(**convert_args(input_audio=handle_file(str(speech)), speaker_id=9, seed=SEED))
 
 
 # ---- browser -----------------------------------------------------------------------------------
